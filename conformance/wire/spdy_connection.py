@@ -26,10 +26,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import Enum
 
 from conformance.wire import limits as wire_limits
 from conformance.wire.errors import LocalProtocolError, RemoteProtocolError
+from conformance.wire.role import Role
 from conformance.wire.spdy_codec import FrameReader, FrameWriter
 from conformance.wire.spdy_frames import (
     Data,
@@ -47,13 +47,6 @@ from conformance.wire.spdy_frames import (
 )
 from conformance.wire.spdy_headers import HeadersLike, normalize_headers
 from conformance.wire.spdy_state import StreamInput, StreamState, StreamTransitionError, next_state
-
-
-class Role(Enum):
-    """CLIENT sent the HTTP upgrade request: odd stream and ping ids. SERVER uses even ids."""
-
-    CLIENT = "client"
-    SERVER = "server"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
