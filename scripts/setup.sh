@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install everything the harness and its local lab need on a fresh Debian machine (idempotent):
+# system packages, the Python package with its test extras, and every lab component (cached by version
+# under ~/.cache/k8s-streaming-conformance, so a rerun takes seconds).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# The console script may not be on PATH yet right after install (pyenv shims, --user installs).
+conformance() { python3 -m conformance.cli "$@"; }
+
+# System packages the lab uses; installed only when missing.
+need=()
+for pkg in tar procps iproute2; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need[*]}"
+  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; fi
+fi
+command -v go >/dev/null || { echo "setup: Go 1.26+ is needed to build the lab (kube-apiserver, etcd, kwok)" >&2; exit 1; }
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test,lint]'
+conformance lab build

@@ -1,0 +1,36 @@
+"""A second, throwaway lab beside the main one: up, up again, down, and no process left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conformance.lab import lab
+from conformance.lab.supervisor import Supervisor, pid_alive
+from tests.conftest import RunningLab
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+
+def test_second_lab_up_twice_then_down_leaves_no_process(
+        running_lab: RunningLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONFORMANCE_LAB_DIR", str(tmp_path / "lab2"))
+    lines: list[str] = []
+    try:
+        state = lab.up(emit=lines.append)
+        # The main lab holds the first block of ports: this one must have moved to another block.
+        assert state["port_base"] != running_lab.layout.port_base  # type: ignore[attr-defined]
+        pids = [r.pid for r in Supervisor(tmp_path / "lab2").records()]
+        assert len(pids) == 8 and all(pid_alive(p) for p in pids)
+        assert all(c.healthy for c in lab.status()), lab.status()
+
+        again = lab.up(emit=lines.append)
+        assert again["started"] == state["started"]
+        assert any("already up" in line for line in lines)
+        assert [r.pid for r in Supervisor(tmp_path / "lab2").records()] == pids
+    finally:
+        stopped = lab.down(emit=lines.append)
+    assert len(stopped) == 8
+    assert not any(pid_alive(p) for p in pids)
+    assert not lab.is_up()

@@ -1,0 +1,74 @@
+"""The lab's command lines and config files, read without starting anything."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import yaml
+
+from conformance.lab import topology
+from conformance.lab.harness_config import harness_config
+from conformance.lab.pki import ensure_pki
+
+BINARIES = {n: f"/opt/{n}" for n in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                                     "kwok", "kube-oidc-proxy")}
+
+
+def _layout(tmp_path: Path) -> topology.Layout:
+    return topology.Layout(state=tmp_path, port_base=20000, pki=ensure_pki(tmp_path / "pki"),
+                           binaries=BINARIES, run_as_sandbox_user=True)
+
+
+def test_every_component_listens_on_loopback_only(tmp_path: Path) -> None:
+    layout = _layout(tmp_path)
+    argvs = [topology.etcd_argv(layout), topology.apiserver_argv(layout), topology.kwok_argv(layout),
+             topology.controller_manager_argv(layout), topology.scheduler_argv(layout),
+             topology.kube_oidc_proxy_argv(layout), topology.issuer_argv(layout), topology.workload_argv(layout)]
+    text = " ".join(" ".join(a) for a in argvs)
+    assert "0.0.0.0" not in text
+    for argv in argvs:
+        for arg in argv:
+            if arg.startswith(("--bind-address=", "--advertise-address=", "--node-ip=")):
+                assert arg.endswith("=127.0.0.1"), arg
+
+
+def test_ports_are_distinct_and_inside_the_block(tmp_path: Path) -> None:
+    layout = _layout(tmp_path)
+    ports = [layout.port(n) for n in topology.PORT_OFFSETS]
+    assert len(set(ports)) == len(ports)
+    assert all(20000 <= p < 20000 + topology.PORT_BLOCK for p in ports)
+
+
+def test_port_base_skips_a_busy_block() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        busy = holder.getsockname()[1]
+        base = topology.choose_port_base(busy - 3)
+    assert base == busy - 3 + topology.PORT_BLOCK
+
+
+def test_config_files(tmp_path: Path) -> None:
+    layout = _layout(tmp_path)
+    topology.write_config_files(layout, [])
+    authn = yaml.safe_load((layout.config_dir / "authentication.yaml").read_text())
+    issuer = authn["jwt"][0]["issuer"]
+    assert issuer["url"] == f"https://127.0.0.1:{layout.port('issuer')}"
+    assert issuer["audiences"] == [topology.OIDC_AUDIENCE]
+    kinds = [d["kind"] for d in yaml.safe_load_all((layout.config_dir / "kwok.yaml").read_text())]
+    assert {"ClusterExec", "ClusterPortForward", "ClusterAttach", "ClusterLogs"} <= set(kinds)
+    kwok = {d["kind"]: d for d in yaml.safe_load_all((layout.config_dir / "kwok.yaml").read_text())}
+    local = kwok["ClusterExec"]["spec"]["execs"][0]["local"]
+    assert local["securityContext"]["runAsUser"] == topology.SANDBOX_UID
+    assert local["workDir"] == str(layout.sandbox)
+    for name in ("admin", "kube-oidc-proxy"):
+        assert (layout.component_kubeconfig(name).stat().st_mode & 0o777) == 0o600
+
+
+def test_harness_config_names_targets_and_holds_no_secret(tmp_path: Path) -> None:
+    config = harness_config(_layout(tmp_path), standin_proxy=True, versions={"kubernetes": "v1.36.3"})
+    assert set(config["targets"]) == {"direct", "jetstack"}
+    assert config["targets"]["jetstack"]["impersonating_proxy"]["user"] == "kube-oidc-proxy"
+    assert config["users"]["alice"]["expect"] == {"user": "alice", "groups": ["devs", "system:authenticated"]}
+    text = yaml.safe_dump(config)
+    assert "eyJ" not in text and "PRIVATE KEY" not in text
