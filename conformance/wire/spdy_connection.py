@@ -203,6 +203,7 @@ class SpdyConnection:
             return self._stream_error(sid, RstStatus.REFUSED_STREAM, "unidirectional streams unsupported")
         if len(self._streams) >= self.limits.max_concurrent_streams:
             return self._stream_error(sid, RstStatus.REFUSED_STREAM, "too many concurrent streams")
+        self._closed.pop(sid, None)  # an id a StreamError named while idle is now opened
         self._streams[sid] = StreamState.REPLY_DUE
         if frame.fin:
             self._apply(sid, StreamInput.RECV_FIN)
@@ -343,7 +344,8 @@ class SpdyConnection:
 
     def _send_rst(self, frame: RstStream) -> bytes:
         sid = frame.stream_id
-        if sid not in self._streams and not self._was_opened(sid):
+        # Allowed for live streams, closed ones, and ids a StreamError named (even idle ones).
+        if sid not in self._streams and sid not in self._closed and not self._was_opened(sid):
             raise LocalProtocolError(f"RST_STREAM for stream {sid}, which never existed")
         data = self._writer.encode(frame)
         self._set_state(sid, StreamState.CLOSED, reset=True)

@@ -9,7 +9,7 @@ invalid frame cannot be built: construction raises ``LocalProtocolError`` (the d
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum, IntFlag
+from enum import IntEnum
 
 from conformance.wire.errors import LocalProtocolError
 from conformance.wire.spdy_headers import (
@@ -40,7 +40,7 @@ class FrameType(IntEnum):
     WINDOW_UPDATE = 9
 
 
-class ControlFlag(IntFlag):
+class ControlFlag(IntEnum):
     """SPDY/3 sections 2.6.1 and 2.6.4: FIN for stream frames, CLEAR_SETTINGS shares bit 0x01."""
 
     FIN = 0x01

@@ -90,8 +90,3 @@ def next_state(state: StreamState, event: StreamInput) -> StreamState:
         return TRANSITIONS[state, event]
     except KeyError:
         raise StreamTransitionError(state, event) from None
-
-
-def remote_has_closed(state: StreamState) -> bool:
-    """True once the peer can send nothing more on the stream (used to pick the RST status)."""
-    return state in (StreamState.REPLY_DUE_REMOTE_CLOSED, StreamState.HALF_CLOSED_REMOTE, StreamState.CLOSED)
