@@ -1,9 +1,9 @@
 """The `conformance` command.
 
-    conformance lab build [--force] [--only NAME ...]
-    conformance lab up | down | status | env
-    conformance lab token --user alice [--kind expired]
-    conformance lab kubeconfig --target jetstack --user alice [--output FILE]
+conformance lab build [--force] [--only NAME ...]
+conformance lab up | down | status | env
+conformance lab token --user alice [--kind expired]
+conformance lab kubeconfig --target jetstack --user alice [--output FILE]
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     labsub = lab.add_subparsers(dest="lab_command", required=True)
     build = labsub.add_parser("build", help="build or install every lab component into the cache")
     build.add_argument("--force", action="store_true", help="rebuild even if cached")
-    build.add_argument("--only", action="append", default=[],
-                       help="kubernetes, etcd, kwok, kube-oidc-proxy or kubectl (repeatable)")
+    build.add_argument(
+        "--only", action="append", default=[], help="kubernetes, etcd, kwok, kube-oidc-proxy or kubectl (repeatable)"
+    )
     up = labsub.add_parser("up", help="start the lab (builds missing components first)")
     up.add_argument("--port-base", type=int, default=None, help="first port of the lab's block (default 17400)")
     labsub.add_parser("down", help="stop every lab process")
@@ -29,8 +30,11 @@ def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     labsub.add_parser("env", help="the lab's endpoints as shell export lines")
     token = labsub.add_parser("token", help="print an OIDC token for a lab user")
     token.add_argument("--user", required=True)
-    token.add_argument("--kind", default="valid",
-                       help="valid, expired, wrong-audience, wrong-issuer, bad-signature, unknown-key, not-yet-valid")
+    token.add_argument(
+        "--kind",
+        default="valid",
+        help="valid, expired, wrong-audience, wrong-issuer, bad-signature, unknown-key, not-yet-valid",
+    )
     token.add_argument("--lifetime", type=int, default=3600, help="seconds")
     kubeconfig = labsub.add_parser("kubeconfig", help="write a kubeconfig for a lab user through a target")
     kubeconfig.add_argument("--target", default="direct")
@@ -76,8 +80,9 @@ def _run_lab(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="conformance", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="conformance", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _lab_parser(sub)
     args = parser.parse_args(argv)

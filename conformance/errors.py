@@ -1,10 +1,10 @@
 """The project's exception tree.
 
-    ConformanceError
-    ├── ConfigError            bad user input (file, key, expected value)
-    ├── LabError               the local lab could not be built, started or reached
-    │   └── ComponentError     one lab component failed (names it, carries its log tail)
-    └── ProtocolError          wire-level failures (see conformance.wire.errors)
+ConformanceError
+├── ConfigError            bad user input (file, key, expected value)
+├── LabError               the local lab could not be built, started or reached
+│   └── ComponentError     one lab component failed (names it, carries its log tail)
+└── ProtocolError          wire-level failures (see conformance.wire.errors)
 """
 
 from __future__ import annotations

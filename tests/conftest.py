@@ -34,8 +34,11 @@ def running_lab() -> Iterator[RunningLab]:
     from conformance.lab.build import REFERENCE_KUBECTL_MINOR, installed_components
 
     if not lab.is_up():
-        pytest.fail("this test needs the local lab: start it with `conformance lab up` "
-                    "(or deselect lab tests with -m 'not lab')", pytrace=False)
+        pytest.fail(
+            "this test needs the local lab: start it with `conformance lab up` "
+            "(or deselect lab tests with -m 'not lab')",
+            pytrace=False,
+        )
     layout = lab.current_layout()
     kubectl = Path(installed_components()[f"kubectl-1.{REFERENCE_KUBECTL_MINOR}"].binaries["kubectl"])
     yield RunningLab(layout, kubectl, layout.component_kubeconfig("admin"), layout.audit_log)

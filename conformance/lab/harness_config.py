@@ -18,8 +18,13 @@ AUTHENTICATED = "system:authenticated"
 def lab_users(layout: Layout) -> dict[str, Any]:
     return {
         user: {
-            "credential": {"type": "lab-oidc", "user": user, "issuer": layout.issuer_url,
-                           "signing_key": str(layout.pki.oidc_signing_key), "audience": OIDC_AUDIENCE},
+            "credential": {
+                "type": "lab-oidc",
+                "user": user,
+                "issuer": layout.issuer_url,
+                "signing_key": str(layout.pki.oidc_signing_key),
+                "audience": OIDC_AUDIENCE,
+            },
             "expect": {"user": user, "groups": sorted([*groups, AUTHENTICATED])},
         }
         for user, groups in LAB_USERS.items()
@@ -40,8 +45,11 @@ def harness_config(layout: Layout, *, standin_proxy: bool, versions: dict[str, s
                 "impersonating_proxy": None,
             },
             "jetstack": {
-                "description": ("kube-oidc-proxy (lab stand-in, see docs/kube-oidc-proxy-standin.md)"
-                                if standin_proxy else "kube-oidc-proxy (TremoloSecurity fork)"),
+                "description": (
+                    "kube-oidc-proxy (lab stand-in, see docs/kube-oidc-proxy-standin.md)"
+                    if standin_proxy
+                    else "kube-oidc-proxy (TremoloSecurity fork)"
+                ),
                 "server": layout.url("kube-oidc-proxy"),
                 "ca_file": ca,
                 "standin": standin_proxy,
@@ -52,6 +60,11 @@ def harness_config(layout: Layout, *, standin_proxy: bool, versions: dict[str, s
         "paths": {"none": {"description": "straight to the target", "kind": "none"}},
         "users": lab_users(layout),
         "identity": {"audit": {"type": "file", "path": str(layout.audit_log)}},
-        "workload": {"namespace": NAMESPACE, "pods": list(POD_NAMES), "container": CONTAINER_NAME,
-                     "port": POD_PORT, "manage": False},
+        "workload": {
+            "namespace": NAMESPACE,
+            "pods": list(POD_NAMES),
+            "container": CONTAINER_NAME,
+            "port": POD_PORT,
+            "manage": False,
+        },
     }

@@ -8,9 +8,16 @@ from pathlib import Path
 import yaml
 
 
-def kubeconfig_dict(*, name: str, server: str, ca_file: Path | str, token: str | None = None,
-                    client_cert: Path | str | None = None, client_key: Path | str | None = None,
-                    namespace: str | None = None) -> dict[str, object]:
+def kubeconfig_dict(
+    *,
+    name: str,
+    server: str,
+    ca_file: Path | str,
+    token: str | None = None,
+    client_cert: Path | str | None = None,
+    client_key: Path | str | None = None,
+    namespace: str | None = None,
+) -> dict[str, object]:
     user: dict[str, str] = {}
     if token is not None:
         user["token"] = token

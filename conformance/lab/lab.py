@@ -29,8 +29,16 @@ from conformance.lab.pki import ensure_pki
 from conformance.lab.supervisor import Supervisor, check_health, log_tail, pid_alive
 from conformance.lab.topology import NAMESPACE, Layout
 
-START_DEADLINE_S = {"issuer": 15, "etcd": 30, "kube-apiserver": 90, "kube-controller-manager": 30,
-                    "kube-scheduler": 30, "workload": 10, "kwok": 30, "kube-oidc-proxy": 30}
+START_DEADLINE_S = {
+    "issuer": 15,
+    "etcd": 30,
+    "kube-apiserver": 90,
+    "kube-controller-manager": 30,
+    "kube-scheduler": 30,
+    "workload": 10,
+    "kwok": 30,
+    "kube-oidc-proxy": 30,
+}
 KUBECONFIG_TOKEN_LIFETIME_S = 12 * 3600
 TARGETS = ("direct", "jetstack")
 REQUIRED = ("kubernetes", "etcd", "kwok", "kube-oidc-proxy")
@@ -78,8 +86,7 @@ def _binaries(progress: Progress) -> tuple[dict[str, str], dict[str, str], bool]
 
 def _layout(state: Path, port_base: int, binaries: dict[str, str]) -> Layout:
     pki = ensure_pki(state / "pki")
-    return Layout(state=state, port_base=port_base, pki=pki, binaries=binaries,
-                  run_as_sandbox_user=os.geteuid() == 0)
+    return Layout(state=state, port_base=port_base, pki=pki, binaries=binaries, run_as_sandbox_user=os.geteuid() == 0)
 
 
 def current_layout() -> Layout:
@@ -133,8 +140,13 @@ def up(emit: Callable[[str], None] = print, port_base: int | None = None) -> dic
         sup.stop_all()
         state_file().unlink(missing_ok=True)
         raise
-    state = {"port_base": layout.port_base, "binaries": binaries, "versions": versions,
-             "standin_proxy": standin, "started": time.time()}
+    state = {
+        "port_base": layout.port_base,
+        "binaries": binaries,
+        "versions": versions,
+        "standin_proxy": standin,
+        "started": time.time(),
+    }
     state_file().write_text(json.dumps(state, indent=2) + "\n")
     config = harness_config(layout, standin_proxy=standin, versions=versions)
     harness_config_path().write_text(yaml.safe_dump(config, sort_keys=False))
@@ -150,7 +162,7 @@ def _prepare_sandbox(layout: Layout) -> None:
         os.chown(layout.sandbox, topology.SANDBOX_UID, topology.SANDBOX_UID)
         os.chmod(layout.sandbox, 0o700)
         # kwok's attach/logs read this file as root; keep it readable and the directory traversable.
-        os.chmod(layout.pod_log.parent, 0o755)
+        os.chmod(layout.pod_log.parent, 0o755)  # noqa: S103 - holds only the fake pod log
 
 
 def _start_all(layout: Layout, sup: Supervisor, progress: Progress) -> None:
@@ -163,36 +175,76 @@ def _start_all(layout: Layout, sup: Supervisor, progress: Progress) -> None:
     minimal_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(layout.sandbox), "LANG": "C.UTF-8"}
     python_env = dict(os.environ)
 
-    def start(name: str, argv: list[str], health: str | None, port: int | None,
-              env: dict[str, str] | None = None, client_cert: tuple[str, str] | None = None,
-              verify: bool = True) -> None:
+    def start(
+        name: str,
+        argv: list[str],
+        health: str | None,
+        port: int | None,
+        env: dict[str, str] | None = None,
+        client_cert: tuple[str, str] | None = None,
+        verify: bool = True,
+    ) -> None:
         t0 = time.monotonic()
         progress(name, f"starting on port {port}" if port else "starting")
         rec = sup.start(name, argv, port=port, health=health, env=env)
         sup.wait_ready(rec, START_DEADLINE_S[name], ca_file=ca if verify else None, client_cert=client_cert)
         progress(name, f"healthy (pid {rec.pid}, {time.monotonic() - t0:.1f}s)")
 
-    start("issuer", topology.issuer_argv(layout), f"{layout.issuer_url}/healthz", layout.port("issuer"),
-          env=python_env)
-    start("etcd", topology.etcd_argv(layout), f"http://127.0.0.1:{layout.port('etcd')}/health",
-          layout.port("etcd"), env=minimal_env)
-    start("kube-apiserver", topology.apiserver_argv(layout), f"{layout.url('kube-apiserver')}/readyz",
-          layout.port("kube-apiserver"), env=minimal_env, client_cert=admin)
+    start("issuer", topology.issuer_argv(layout), f"{layout.issuer_url}/healthz", layout.port("issuer"), env=python_env)
+    start(
+        "etcd",
+        topology.etcd_argv(layout),
+        f"http://127.0.0.1:{layout.port('etcd')}/health",
+        layout.port("etcd"),
+        env=minimal_env,
+    )
+    start(
+        "kube-apiserver",
+        topology.apiserver_argv(layout),
+        f"{layout.url('kube-apiserver')}/readyz",
+        layout.port("kube-apiserver"),
+        env=minimal_env,
+        client_cert=admin,
+    )
     progress("kube-apiserver", "applying lab namespace, RBAC, node and pods")
     bootstrap.apply_lab_objects(layout.component_kubeconfig("admin"))
-    start("kube-controller-manager", topology.controller_manager_argv(layout),
-          f"https://127.0.0.1:{layout.port('kube-controller-manager')}/healthz",
-          layout.port("kube-controller-manager"), env=minimal_env, verify=False)
-    start("kube-scheduler", topology.scheduler_argv(layout),
-          f"https://127.0.0.1:{layout.port('kube-scheduler')}/healthz", layout.port("kube-scheduler"),
-          env=minimal_env, verify=False)
-    start("workload", topology.workload_argv(layout), f"tcp://127.0.0.1:{layout.port('echo')}",
-          layout.port("echo"), env=python_env)
-    start("kwok", topology.kwok_argv(layout), f"https://127.0.0.1:{layout.port('kwok')}/healthz",
-          layout.port("kwok"), env=minimal_env)
-    start("kube-oidc-proxy", topology.kube_oidc_proxy_argv(layout),
-          f"http://127.0.0.1:{layout.port('kube-oidc-proxy-ready')}/ready", layout.port("kube-oidc-proxy"),
-          env=minimal_env)
+    start(
+        "kube-controller-manager",
+        topology.controller_manager_argv(layout),
+        f"https://127.0.0.1:{layout.port('kube-controller-manager')}/healthz",
+        layout.port("kube-controller-manager"),
+        env=minimal_env,
+        verify=False,
+    )
+    start(
+        "kube-scheduler",
+        topology.scheduler_argv(layout),
+        f"https://127.0.0.1:{layout.port('kube-scheduler')}/healthz",
+        layout.port("kube-scheduler"),
+        env=minimal_env,
+        verify=False,
+    )
+    start(
+        "workload",
+        topology.workload_argv(layout),
+        f"tcp://127.0.0.1:{layout.port('echo')}",
+        layout.port("echo"),
+        env=python_env,
+    )
+    start(
+        "kwok",
+        topology.kwok_argv(layout),
+        f"https://127.0.0.1:{layout.port('kwok')}/healthz",
+        layout.port("kwok"),
+        env=minimal_env,
+    )
+    start(
+        "kube-oidc-proxy",
+        topology.kube_oidc_proxy_argv(layout),
+        f"http://127.0.0.1:{layout.port('kube-oidc-proxy-ready')}/ready",
+        layout.port("kube-oidc-proxy"),
+        env=minimal_env,
+    )
     progress("kwok", "waiting for lab pods to run")
     try:
         bootstrap.wait_pods_running(layout.component_kubeconfig("admin"))
@@ -243,14 +295,28 @@ def token(user: str, kind: TokenKind = TokenKind.VALID, lifetime_s: int = 3600) 
     if user not in LAB_USERS:
         raise LabError(f"unknown lab user {user!r}: choose one of {', '.join(LAB_USERS)}")
     layout = current_layout()
-    return mint_token(layout.pki.oidc_signing_key, layout.issuer_url, user=user, groups=list(LAB_USERS[user]),
-                      audience=topology.OIDC_AUDIENCE, lifetime_s=lifetime_s, kind=kind)
+    return mint_token(
+        layout.pki.oidc_signing_key,
+        layout.issuer_url,
+        user=user,
+        groups=list(LAB_USERS[user]),
+        audience=topology.OIDC_AUDIENCE,
+        lifetime_s=lifetime_s,
+        kind=kind,
+    )
 
 
 def kubeconfig(target: str, user: str, output: Path | None = None) -> Path:
     layout = current_layout()
     server = target_url(layout, target)
     path = output or layout.state / "kubeconfigs" / f"{target}-{user}.kubeconfig"
-    return write_kubeconfig(path, kubeconfig_dict(
-        name=f"lab-{target}-{user}", server=server, ca_file=layout.pki.ca.cert,
-        token=token(user, lifetime_s=KUBECONFIG_TOKEN_LIFETIME_S), namespace=NAMESPACE))
+    return write_kubeconfig(
+        path,
+        kubeconfig_dict(
+            name=f"lab-{target}-{user}",
+            server=server,
+            ca_file=layout.pki.ca.cert,
+            token=token(user, lifetime_s=KUBECONFIG_TOKEN_LIFETIME_S),
+            namespace=NAMESPACE,
+        ),
+    )

@@ -75,8 +75,9 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def check_health(url: str, ca_file: str | None = None, timeout: float = 2.0,
-                 client_cert: tuple[str, str] | None = None) -> tuple[bool, str]:
+def check_health(
+    url: str, ca_file: str | None = None, timeout: float = 2.0, client_cert: tuple[str, str] | None = None
+) -> tuple[bool, str]:
     """One health probe: `tcp://host:port` connects, an http(s) URL must answer 2xx."""
     if url.startswith("tcp://"):
         host, port = url[6:].rsplit(":", 1)
@@ -119,26 +120,49 @@ class Supervisor:
         tmp.write_text(json.dumps([asdict(r) for r in records], indent=2) + "\n")
         tmp.replace(self.state_file)
 
-    def start(self, name: str, argv: Sequence[str], *, port: int | None = None, health: str | None = None,
-              env: dict[str, str] | None = None, cwd: Path | None = None) -> ProcessRecord:
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        port: int | None = None,
+        health: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> ProcessRecord:
         if port is not None and not port_free(port):
-            raise ComponentError(name, f"port {port} on 127.0.0.1 is already in use; stop whatever holds it "
-                                       f"(`ss -ltnp 'sport = :{port}'`) or set CONFORMANCE_LAB_PORT_BASE")
+            raise ComponentError(
+                name,
+                f"port {port} on 127.0.0.1 is already in use; stop whatever holds it "
+                f"(`ss -ltnp 'sport = :{port}'`) or set CONFORMANCE_LAB_PORT_BASE",
+            )
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         with open(log_path, "ab") as log:
             try:
-                proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env=env, cwd=cwd, start_new_session=True)
+                proc = subprocess.Popen(
+                    list(argv),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=cwd,
+                    start_new_session=True,
+                )
             except OSError as exc:
                 raise ComponentError(name, f"cannot start {argv[0]}: {exc}") from exc
         record = ProcessRecord(name, proc.pid, list(argv), str(log_path), port, health)
         self._save([*[r for r in self.records() if r.name != name], record])
         return record
 
-    def wait_ready(self, record: ProcessRecord, deadline_s: float, ca_file: str | None = None,
-                   probe: Callable[[], tuple[bool, str]] | None = None,
-                   client_cert: tuple[str, str] | None = None) -> None:
+    def wait_ready(
+        self,
+        record: ProcessRecord,
+        deadline_s: float,
+        ca_file: str | None = None,
+        probe: Callable[[], tuple[bool, str]] | None = None,
+        client_cert: tuple[str, str] | None = None,
+    ) -> None:
         """Poll until healthy; a process that exits or stays unhealthy raises with its log tail."""
         end = time.monotonic() + deadline_s
         detail = "not probed"

@@ -55,8 +55,9 @@ def choose_port_base(start: int | None = None) -> int:
         base = first + block * PORT_BLOCK
         if all(port_free(base + off) for off in range(PORT_BLOCK)):
             return base
-    raise OSError(f"no free block of {PORT_BLOCK} ports on 127.0.0.1 from {first}: "
-                  f"set CONFORMANCE_LAB_PORT_BASE to a free range")
+    raise OSError(
+        f"no free block of {PORT_BLOCK} ports on 127.0.0.1 from {first}: set CONFORMANCE_LAB_PORT_BASE to a free range"
+    )
 
 
 @dataclass(frozen=True)
@@ -108,26 +109,44 @@ def write_config_files(layout: Layout, kwok_stages: list[Path]) -> None:
     authn = {
         "apiVersion": "apiserver.config.k8s.io/v1",
         "kind": "AuthenticationConfiguration",
-        "jwt": [{
-            "issuer": {"url": layout.issuer_url, "audiences": [OIDC_AUDIENCE], "certificateAuthority": ca_pem},
-            "claimMappings": {"username": {"claim": "sub", "prefix": ""},
-                              "groups": {"claim": "groups", "prefix": ""}},
-        }],
+        "jwt": [
+            {
+                "issuer": {"url": layout.issuer_url, "audiences": [OIDC_AUDIENCE], "certificateAuthority": ca_pem},
+                "claimMappings": {
+                    "username": {"claim": "sub", "prefix": ""},
+                    "groups": {"claim": "groups", "prefix": ""},
+                },
+            }
+        ],
     }
     (cfg / "authentication.yaml").write_text(yaml.safe_dump(authn, sort_keys=False))
     (cfg / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY, sort_keys=False))
     clients = layout.pki.clients
-    for name, pair in (("admin", clients.admin), ("kube-controller-manager", clients.kube_controller_manager),
-                       ("kube-scheduler", clients.kube_scheduler), ("kwok", clients.kwok),
-                       ("kube-oidc-proxy", clients.kube_oidc_proxy), ("openunison", clients.openunison)):
-        write_kubeconfig(layout.component_kubeconfig(name), kubeconfig_dict(
-            name=f"lab-{name}", server=layout.url("kube-apiserver"), ca_file=layout.pki.ca.cert,
-            client_cert=pair.cert, client_key=pair.key))
-    docs: list[object] = [{
-        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
-        "kind": "KwokConfiguration",
-        "options": {"enableCNI": False},
-    }]
+    for name, pair in (
+        ("admin", clients.admin),
+        ("kube-controller-manager", clients.kube_controller_manager),
+        ("kube-scheduler", clients.kube_scheduler),
+        ("kwok", clients.kwok),
+        ("kube-oidc-proxy", clients.kube_oidc_proxy),
+        ("openunison", clients.openunison),
+    ):
+        write_kubeconfig(
+            layout.component_kubeconfig(name),
+            kubeconfig_dict(
+                name=f"lab-{name}",
+                server=layout.url("kube-apiserver"),
+                ca_file=layout.pki.ca.cert,
+                client_cert=pair.cert,
+                client_key=pair.key,
+            ),
+        )
+    docs: list[object] = [
+        {
+            "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+            "kind": "KwokConfiguration",
+            "options": {"enableCNI": False},
+        }
+    ]
     for stage in kwok_stages:
         docs.extend(d for d in yaml.safe_load_all(stage.read_text()) if d)
     local: dict[str, object] = {
@@ -138,15 +157,30 @@ def write_config_files(layout: Layout, kwok_stages: list[Path]) -> None:
     if layout.run_as_sandbox_user:
         local["securityContext"] = {"runAsUser": SANDBOX_UID, "runAsGroup": SANDBOX_UID}
     docs += [
-        {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterExec", "metadata": {"name": "lab-exec"},
-         "spec": {"execs": [{"local": local}]}},
-        {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterPortForward",
-         "metadata": {"name": "lab-port-forward"},
-         "spec": {"forwards": [{"target": {"address": LOOPBACK, "port": layout.port("echo")}}]}},
-        {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterAttach", "metadata": {"name": "lab-attach"},
-         "spec": {"attaches": [{"logsFile": str(layout.pod_log)}]}},
-        {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs", "metadata": {"name": "lab-logs"},
-         "spec": {"logs": [{"logsFile": str(layout.pod_log), "follow": True}]}},
+        {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "ClusterExec",
+            "metadata": {"name": "lab-exec"},
+            "spec": {"execs": [{"local": local}]},
+        },
+        {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "ClusterPortForward",
+            "metadata": {"name": "lab-port-forward"},
+            "spec": {"forwards": [{"target": {"address": LOOPBACK, "port": layout.port("echo")}}]},
+        },
+        {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "ClusterAttach",
+            "metadata": {"name": "lab-attach"},
+            "spec": {"attaches": [{"logsFile": str(layout.pod_log)}]},
+        },
+        {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "ClusterLogs",
+            "metadata": {"name": "lab-logs"},
+            "spec": {"logs": [{"logsFile": str(layout.pod_log), "follow": True}]},
+        },
     ]
     (cfg / "kwok.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
 
@@ -158,12 +192,24 @@ AUDIT_POLICY = {
     "kind": "Policy",
     "omitStages": ["RequestReceived"],
     "rules": [
-        {"level": "None", "users": ["system:kube-scheduler", "system:kube-controller-manager",
-                                    "system:apiserver", f"system:node:{NODE_NAME}"]},
+        {
+            "level": "None",
+            "users": [
+                "system:kube-scheduler",
+                "system:kube-controller-manager",
+                "system:apiserver",
+                f"system:node:{NODE_NAME}",
+            ],
+        },
         {"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
         {"level": "None", "nonResourceURLs": ["/healthz*", "/readyz*", "/livez*", "/version"]},
-        {"level": "None", "resources": [{"group": "coordination.k8s.io", "resources": ["leases"]},
-                                        {"group": "", "resources": ["events"]}]},
+        {
+            "level": "None",
+            "resources": [
+                {"group": "coordination.k8s.io", "resources": ["leases"]},
+                {"group": "", "resources": ["events"]},
+            ],
+        },
         {"level": "Metadata"},
     ],
 }
@@ -172,86 +218,140 @@ AUDIT_POLICY = {
 def etcd_argv(layout: Layout) -> list[str]:
     client = f"http://{LOOPBACK}:{layout.port('etcd')}"
     peer = f"http://{LOOPBACK}:{layout.port('etcd-peer')}"
-    return [layout.binaries["etcd"], "--name=lab", f"--data-dir={layout.state / 'etcd'}",
-            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=lab={peer}", "--initial-cluster-state=new",
-            # A throwaway lab: durability is not worth the fsync latency on every write.
-            "--unsafe-no-fsync", "--quota-backend-bytes=1073741824", "--log-level=warn"]
+    return [
+        layout.binaries["etcd"],
+        "--name=lab",
+        f"--data-dir={layout.state / 'etcd'}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=lab={peer}",
+        "--initial-cluster-state=new",
+        # A throwaway lab: durability is not worth the fsync latency on every write.
+        "--unsafe-no-fsync",
+        "--quota-backend-bytes=1073741824",
+        "--log-level=warn",
+    ]
 
 
 def apiserver_argv(layout: Layout) -> list[str]:
     pki = layout.pki
     cfg = layout.config_dir
-    return [layout.binaries["kube-apiserver"],
-            f"--etcd-servers=http://{LOOPBACK}:{layout.port('etcd')}",
-            f"--bind-address={LOOPBACK}", f"--advertise-address={LOOPBACK}",
-            f"--secure-port={layout.port('kube-apiserver')}",
-            f"--tls-cert-file={pki.serving.kube_apiserver.cert}",
-            f"--tls-private-key-file={pki.serving.kube_apiserver.key}",
-            f"--client-ca-file={pki.ca.cert}",
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-            f"--service-account-key-file={pki.sa_pub}",
-            f"--service-account-signing-key-file={pki.sa_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=Node,RBAC",
-            f"--authentication-config={cfg / 'authentication.yaml'}",
-            f"--audit-policy-file={cfg / 'audit-policy.yaml'}",
-            f"--audit-log-path={layout.audit_log}", "--audit-log-format=json",
-            "--audit-log-maxsize=200", "--audit-log-maxbackup=1",
-            f"--kubelet-client-certificate={pki.clients.apiserver_kubelet_client.cert}",
-            f"--kubelet-client-key={pki.clients.apiserver_kubelet_client.key}",
-            "--kubelet-preferred-address-types=InternalIP",
-            "--enable-priority-and-fairness=false", "--profiling=false", "--allow-privileged=true",
-            "--endpoint-reconciler-type=none", "--v=1"]
+    return [
+        layout.binaries["kube-apiserver"],
+        f"--etcd-servers=http://{LOOPBACK}:{layout.port('etcd')}",
+        f"--bind-address={LOOPBACK}",
+        f"--advertise-address={LOOPBACK}",
+        f"--secure-port={layout.port('kube-apiserver')}",
+        f"--tls-cert-file={pki.serving.kube_apiserver.cert}",
+        f"--tls-private-key-file={pki.serving.kube_apiserver.key}",
+        f"--client-ca-file={pki.ca.cert}",
+        f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+        f"--service-account-key-file={pki.sa_pub}",
+        f"--service-account-signing-key-file={pki.sa_key}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--authorization-mode=Node,RBAC",
+        f"--authentication-config={cfg / 'authentication.yaml'}",
+        f"--audit-policy-file={cfg / 'audit-policy.yaml'}",
+        f"--audit-log-path={layout.audit_log}",
+        "--audit-log-format=json",
+        "--audit-log-maxsize=200",
+        "--audit-log-maxbackup=1",
+        f"--kubelet-client-certificate={pki.clients.apiserver_kubelet_client.cert}",
+        f"--kubelet-client-key={pki.clients.apiserver_kubelet_client.key}",
+        "--kubelet-preferred-address-types=InternalIP",
+        "--enable-priority-and-fairness=false",
+        "--profiling=false",
+        "--allow-privileged=true",
+        "--endpoint-reconciler-type=none",
+        "--v=1",
+    ]
 
 
 def controller_manager_argv(layout: Layout) -> list[str]:
     kubeconfig = layout.component_kubeconfig("kube-controller-manager")
-    return [layout.binaries["kube-controller-manager"], f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-            f"--bind-address={LOOPBACK}", f"--secure-port={layout.port('kube-controller-manager')}",
-            "--leader-elect=false", f"--service-account-private-key-file={layout.pki.sa_key}",
-            f"--root-ca-file={layout.pki.ca.cert}", "--use-service-account-credentials=false",
-            "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller", "--v=1"]
+    return [
+        layout.binaries["kube-controller-manager"],
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        f"--bind-address={LOOPBACK}",
+        f"--secure-port={layout.port('kube-controller-manager')}",
+        "--leader-elect=false",
+        f"--service-account-private-key-file={layout.pki.sa_key}",
+        f"--root-ca-file={layout.pki.ca.cert}",
+        "--use-service-account-credentials=false",
+        "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller",
+        "--v=1",
+    ]
 
 
 def scheduler_argv(layout: Layout) -> list[str]:
     kubeconfig = layout.component_kubeconfig("kube-scheduler")
-    return [layout.binaries["kube-scheduler"], f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-            f"--bind-address={LOOPBACK}", f"--secure-port={layout.port('kube-scheduler')}",
-            "--leader-elect=false", "--v=1"]
+    return [
+        layout.binaries["kube-scheduler"],
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        f"--bind-address={LOOPBACK}",
+        f"--secure-port={layout.port('kube-scheduler')}",
+        "--leader-elect=false",
+        "--v=1",
+    ]
 
 
 def kwok_argv(layout: Layout) -> list[str]:
     port = layout.port("kwok")
-    return [layout.binaries["kwok"], f"--kubeconfig={layout.component_kubeconfig('kwok')}",
-            f"--config={layout.config_dir / 'kwok.yaml'}",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            f"--node-ip={LOOPBACK}", f"--node-port={port}", f"--server-address={LOOPBACK}:{port}",
-            f"--tls-cert-file={layout.pki.serving.kwok.cert}",
-            f"--tls-private-key-file={layout.pki.serving.kwok.key}"]
+    return [
+        layout.binaries["kwok"],
+        f"--kubeconfig={layout.component_kubeconfig('kwok')}",
+        f"--config={layout.config_dir / 'kwok.yaml'}",
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+        f"--node-ip={LOOPBACK}",
+        f"--node-port={port}",
+        f"--server-address={LOOPBACK}:{port}",
+        f"--tls-cert-file={layout.pki.serving.kwok.cert}",
+        f"--tls-private-key-file={layout.pki.serving.kwok.key}",
+    ]
 
 
 def issuer_argv(layout: Layout) -> list[str]:
-    return [sys.executable, "-m", "conformance.lab.issuer", f"--port={layout.port('issuer')}",
-            f"--cert={layout.pki.serving.issuer.cert}", f"--key={layout.pki.serving.issuer.key}",
-            f"--signing-key={layout.pki.oidc_signing_key}", f"--issuer-url={layout.issuer_url}"]
+    return [
+        sys.executable,
+        "-m",
+        "conformance.lab.issuer",
+        f"--port={layout.port('issuer')}",
+        f"--cert={layout.pki.serving.issuer.cert}",
+        f"--key={layout.pki.serving.issuer.key}",
+        f"--signing-key={layout.pki.oidc_signing_key}",
+        f"--issuer-url={layout.issuer_url}",
+    ]
 
 
 def workload_argv(layout: Layout) -> list[str]:
-    return [sys.executable, "-m", "conformance.lab.workload", f"--echo-port={layout.port('echo')}",
-            f"--log-file={layout.pod_log}"]
+    return [
+        sys.executable,
+        "-m",
+        "conformance.lab.workload",
+        f"--echo-port={layout.port('echo')}",
+        f"--log-file={layout.pod_log}",
+    ]
 
 
 def kube_oidc_proxy_argv(layout: Layout) -> list[str]:
     pki = layout.pki
-    return [layout.binaries["kube-oidc-proxy"], f"--oidc-issuer-url={layout.issuer_url}",
-            f"--oidc-client-id={OIDC_AUDIENCE}", f"--oidc-ca-file={pki.ca.cert}",
-            "--oidc-username-claim=sub", "--oidc-groups-claim=groups",
-            f"--bind-address={LOOPBACK}", f"--secure-port={layout.port('kube-oidc-proxy')}",
-            f"--readiness-probe-port={layout.port('kube-oidc-proxy-ready')}",
-            f"--tls-cert-file={pki.serving.kube_oidc_proxy.cert}",
-            f"--tls-private-key-file={pki.serving.kube_oidc_proxy.key}",
-            f"--kubeconfig={layout.component_kubeconfig('kube-oidc-proxy')}"]
+    return [
+        layout.binaries["kube-oidc-proxy"],
+        f"--oidc-issuer-url={layout.issuer_url}",
+        f"--oidc-client-id={OIDC_AUDIENCE}",
+        f"--oidc-ca-file={pki.ca.cert}",
+        "--oidc-username-claim=sub",
+        "--oidc-groups-claim=groups",
+        f"--bind-address={LOOPBACK}",
+        f"--secure-port={layout.port('kube-oidc-proxy')}",
+        f"--readiness-probe-port={layout.port('kube-oidc-proxy-ready')}",
+        f"--tls-cert-file={pki.serving.kube_oidc_proxy.cert}",
+        f"--tls-private-key-file={pki.serving.kube_oidc_proxy.key}",
+        f"--kubeconfig={layout.component_kubeconfig('kube-oidc-proxy')}",
+    ]

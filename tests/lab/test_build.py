@@ -42,8 +42,9 @@ def test_local_replaces_of_kubernetes_and_etcd() -> None:
 
 
 def test_wrapper_gomod_maps_local_replaces_to_published_versions() -> None:
-    text = build.wrapper_gomod("kubernetes", "k8s.io/kubernetes", "v1.36.3",
-                               {"k8s.io/api": "v0.36.3", "k8s.io/client-go": "v0.36.3"})
+    text = build.wrapper_gomod(
+        "kubernetes", "k8s.io/kubernetes", "v1.36.3", {"k8s.io/api": "v0.36.3", "k8s.io/client-go": "v0.36.3"}
+    )
     assert "require k8s.io/kubernetes v1.36.3" in text
     assert "\tk8s.io/api => k8s.io/api v0.36.3" in text
     assert "\tk8s.io/client-go => k8s.io/client-go v0.36.3" in text
@@ -92,8 +93,7 @@ def test_refused_version_falls_back_and_is_recorded() -> None:
             raise ComponentError("kubernetes", "the Go module proxy refused k8s.io/kubernetes@v1.36.3: 403")
         return build.Manifest("kubernetes", version, version, {})
 
-    manifest = build._try_versions("kubernetes", ("v1.36.3", "v1.36.1"), build.Progress(progress_lines.append),
-                                   attempt)
+    manifest = build._try_versions("kubernetes", ("v1.36.3", "v1.36.1"), build.Progress(progress_lines.append), attempt)
     assert manifest.version == "v1.36.1"
     assert manifest.requested == "v1.36.3"
     assert any("refused" in n for n in manifest.notes)

@@ -63,8 +63,10 @@ def test_bad_tokens_get_401(running_lab: RunningLab, target: str, kind: str) -> 
     token = running_lab.token("alice", kind)
     ca = str(running_lab.layout.pki.ca.cert)  # type: ignore[attr-defined]
     with httpx.Client(verify=ca, timeout=10) as client:
-        resp = client.get(f"{_server(running_lab, target)}/api/v1/namespaces/conformance/pods",
-                          headers={"Authorization": f"Bearer {token}"})
+        resp = client.get(
+            f"{_server(running_lab, target)}/api/v1/namespaces/conformance/pods",
+            headers={"Authorization": f"Bearer {token}"},
+        )
     assert resp.status_code == 401, resp.text
 
 
@@ -74,6 +76,8 @@ def test_exec_post_without_rights_gets_403(running_lab: RunningLab, target: str,
     token = running_lab.token(user)
     ca = str(running_lab.layout.pki.ca.cert)  # type: ignore[attr-defined]
     with httpx.Client(verify=ca, timeout=10) as client:
-        resp = client.post(f"{_server(running_lab, target)}/api/v1/namespaces/conformance/pods/probe-0/exec"
-                           "?command=true&stdout=true", headers={"Authorization": f"Bearer {token}"})
+        resp = client.post(
+            f"{_server(running_lab, target)}/api/v1/namespaces/conformance/pods/probe-0/exec?command=true&stdout=true",
+            headers={"Authorization": f"Bearer {token}"},
+        )
     assert resp.status_code == 403, resp.text

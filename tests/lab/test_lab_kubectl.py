@@ -20,17 +20,32 @@ TARGETS = ("direct", "jetstack")
 KUBECTL_TIMEOUT_S = 60
 
 
-def kubectl(lab: RunningLab, target: str, user: str, *args: str, stdin: bytes | None = None,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+def kubectl(
+    lab: RunningLab, target: str, user: str, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     kubeconfig = lab.kubeconfig(target, user)
-    return subprocess.run([str(lab.kubectl), f"--kubeconfig={kubeconfig}", *args], input=stdin,
-                          capture_output=True, timeout=KUBECTL_TIMEOUT_S, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [str(lab.kubectl), f"--kubeconfig={kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=KUBECTL_TIMEOUT_S,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_exec_stdout_stderr_and_exit_code(running_lab: RunningLab, target: str) -> None:
-    result = kubectl(running_lab, target, "alice", "exec", "probe-0", "--",
-                     "sh", "-c", "echo out-$((6*7)); echo err-line >&2; exit 3")
+    result = kubectl(
+        running_lab,
+        target,
+        "alice",
+        "exec",
+        "probe-0",
+        "--",
+        "sh",
+        "-c",
+        "echo out-$((6*7)); echo err-line >&2; exit 3",
+    )
     assert result.stdout == b"out-42\n"
     assert b"err-line" in result.stderr
     assert result.returncode == 3, result.stderr.decode()
@@ -66,9 +81,18 @@ def test_cp_both_ways_16_mib_byte_exact(running_lab: RunningLab, target: str, tm
 @pytest.mark.parametrize("target", TARGETS)
 def test_port_forward_64_kib_echoed_byte_exact(running_lab: RunningLab, target: str) -> None:
     kubeconfig = running_lab.kubeconfig(target, "alice")
-    proc = subprocess.Popen([str(running_lab.kubectl), f"--kubeconfig={kubeconfig}", "port-forward",
-                             "pod/probe-0", ":8080", "--address=127.0.0.1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            str(running_lab.kubectl),
+            f"--kubeconfig={kubeconfig}",
+            "port-forward",
+            "pod/probe-0",
+            ":8080",
+            "--address=127.0.0.1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().decode()  # "Forwarding from 127.0.0.1:NNNNN -> 8080"

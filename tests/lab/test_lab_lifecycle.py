@@ -14,7 +14,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 
 def test_second_lab_up_twice_then_down_leaves_no_process(
-        running_lab: RunningLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    running_lab: RunningLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CONFORMANCE_LAB_DIR", str(tmp_path / "lab2"))
     lines: list[str] = []
     try:

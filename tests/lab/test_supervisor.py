@@ -14,8 +14,11 @@ from conformance.lab.supervisor import Supervisor, pid_alive
 
 def test_component_that_exits_on_start_reports_its_log(tmp_path: Path) -> None:
     sup = Supervisor(tmp_path)
-    rec = sup.start("broken", [sys.executable, "-c", "print('listen failed: bad flag --nope'); raise SystemExit(3)"],
-                    health="tcp://127.0.0.1:1")
+    rec = sup.start(
+        "broken",
+        [sys.executable, "-c", "print('listen failed: bad flag --nope'); raise SystemExit(3)"],
+        health="tcp://127.0.0.1:1",
+    )
     with pytest.raises(ComponentError) as err:
         sup.wait_ready(rec, deadline_s=10)
     assert err.value.component == "broken"
@@ -35,8 +38,9 @@ def test_port_in_use_is_named(tmp_path: Path) -> None:
 
 def test_unhealthy_component_times_out_with_detail(tmp_path: Path) -> None:
     sup = Supervisor(tmp_path)
-    rec = sup.start("silent", [sys.executable, "-c", "import time; print('starting'); time.sleep(60)"],
-                    health="tcp://127.0.0.1:1")
+    rec = sup.start(
+        "silent", [sys.executable, "-c", "import time; print('starting'); time.sleep(60)"], health="tcp://127.0.0.1:1"
+    )
     with pytest.raises(ComponentError, match="not healthy after 1s"):
         sup.wait_ready(rec, deadline_s=1)
     sup.stop_all()
@@ -45,11 +49,13 @@ def test_unhealthy_component_times_out_with_detail(tmp_path: Path) -> None:
 
 def test_stop_all_kills_children_and_ignores_term(tmp_path: Path) -> None:
     sup = Supervisor(tmp_path)
-    code = ("import signal, subprocess, sys, time\n"
-            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-            "print(child.pid, flush=True)\n"
-            "time.sleep(60)\n")
+    code = (
+        "import signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
     rec = sup.start("stubborn", [sys.executable, "-c", code])
     log = Path(rec.log)
     for _ in range(100):

@@ -11,22 +11,32 @@ from conformance.lab import topology
 from conformance.lab.harness_config import harness_config
 from conformance.lab.pki import ensure_pki
 
-BINARIES = {n: f"/opt/{n}" for n in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-                                     "kwok", "kube-oidc-proxy")}
+BINARIES = {
+    n: f"/opt/{n}"
+    for n in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kube-oidc-proxy")
+}
 
 
 def _layout(tmp_path: Path) -> topology.Layout:
-    return topology.Layout(state=tmp_path, port_base=20000, pki=ensure_pki(tmp_path / "pki"),
-                           binaries=BINARIES, run_as_sandbox_user=True)
+    return topology.Layout(
+        state=tmp_path, port_base=20000, pki=ensure_pki(tmp_path / "pki"), binaries=BINARIES, run_as_sandbox_user=True
+    )
 
 
 def test_every_component_listens_on_loopback_only(tmp_path: Path) -> None:
     layout = _layout(tmp_path)
-    argvs = [topology.etcd_argv(layout), topology.apiserver_argv(layout), topology.kwok_argv(layout),
-             topology.controller_manager_argv(layout), topology.scheduler_argv(layout),
-             topology.kube_oidc_proxy_argv(layout), topology.issuer_argv(layout), topology.workload_argv(layout)]
+    argvs = [
+        topology.etcd_argv(layout),
+        topology.apiserver_argv(layout),
+        topology.kwok_argv(layout),
+        topology.controller_manager_argv(layout),
+        topology.scheduler_argv(layout),
+        topology.kube_oidc_proxy_argv(layout),
+        topology.issuer_argv(layout),
+        topology.workload_argv(layout),
+    ]
     text = " ".join(" ".join(a) for a in argvs)
-    assert "0.0.0.0" not in text
+    assert "0.0.0.0" not in text  # noqa: S104 - asserting its absence
     for argv in argvs:
         for arg in argv:
             if arg.startswith(("--bind-address=", "--advertise-address=", "--node-ip=")):
