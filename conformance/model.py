@@ -19,9 +19,9 @@ SCHEMA_VERSION = 1
 class Outcome(enum.StrEnum):
     """How a cell ended, judged against its expectation (Cilium-style: an expected failure passes)."""
 
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 - an outcome, not a password
     EXPECTED_FAIL = "expected-fail"  # failed with the declared error class
-    UNEXPECTED_PASS = "unexpected-pass"  # declared to fail, but worked
+    UNEXPECTED_PASS = "unexpected-pass"  # noqa: S105 - declared to fail, but worked
     FAIL = "fail"  # failed unexpectedly, or with another error class than declared
     ERROR = "error"  # the harness itself broke
     SKIP = "skip"  # not run, with a reason
