@@ -75,9 +75,7 @@ ChannelEvent = ChannelData | ChannelClosed
 class ChannelCodec:
     """Encoder and decoder for one negotiated subprotocol, in one role."""
 
-    def __init__(
-        self, subprotocol: str, *, role: Role, channel_count: int = limits.EXEC_CHANNEL_COUNT
-    ) -> None:
+    def __init__(self, subprotocol: str, *, role: Role, channel_count: int = limits.EXEC_CHANNEL_COUNT) -> None:
         if subprotocol not in BINARY_SUBPROTOCOLS | BASE64_SUBPROTOCOLS:
             raise LocalProtocolError(f"{subprotocol!r} is not a channel.k8s.io subprotocol")
         self.subprotocol = subprotocol

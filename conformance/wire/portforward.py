@@ -260,9 +260,7 @@ class WebSocketPortForwardCodec:
             raise RemoteProtocolError(f"channel {channel}: first message lacks the 2-byte port prefix")
         (port,) = _PORT_PREFIX.unpack_from(data)
         if port != self.ports[channel // 2]:
-            raise RemoteProtocolError(
-                f"channel {channel}: port prefix {port}, expected {self.ports[channel // 2]}"
-            )
+            raise RemoteProtocolError(f"channel {channel}: port prefix {port}, expected {self.ports[channel // 2]}")
         self._prefix_pending.discard(channel)
         return data[_PORT_PREFIX.size :] or None
 

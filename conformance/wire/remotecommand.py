@@ -56,9 +56,7 @@ class RemoteCommandProtocol(StrEnum):
         return self.version >= 4
 
 
-def spdy_stream_types(
-    *, stdin: bool, stdout: bool, stderr: bool, tty: bool, version: int
-) -> list[StreamType]:
+def spdy_stream_types(*, stdin: bool, stdout: bool, stderr: bool, tty: bool, version: int) -> list[StreamType]:
     """Streams a client creates over SPDY, in creation order (PROTOCOLS.md 3.2)."""
     if not (stdin or stdout or stderr):
         raise LocalProtocolError("at least one of stdin, stdout or stderr must be requested")

@@ -85,9 +85,7 @@ class FrameReader:
 
     def receive_data(self, data: bytes) -> None:
         if len(self._buffer) + len(data) > self._limits.max_receive_buffer:
-            raise ReceiveBufferFull(
-                f"{len(self._buffer)} bytes already buffered; drain frames before feeding more"
-            )
+            raise ReceiveBufferFull(f"{len(self._buffer)} bytes already buffered; drain frames before feeding more")
         self._buffer += data
 
     def next_frame(self) -> Frame | None:
@@ -119,8 +117,7 @@ class FrameReader:
         stream_id = first & _ID_MASK
         if length > self._limits.max_data_frame_payload:
             raise FrameTooLarge(
-                f"data frame of {length} bytes on stream {stream_id}; limit is "
-                f"{self._limits.max_data_frame_payload}",
+                f"data frame of {length} bytes on stream {stream_id}; limit is {self._limits.max_data_frame_payload}",
                 stream_id=stream_id,
                 rst_status=RstStatus.FRAME_TOO_LARGE,
             )

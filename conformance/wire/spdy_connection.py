@@ -214,9 +214,7 @@ class SpdyConnection:
         state = self._streams.get(sid)
         if state is None:
             if not self._was_opened(sid):
-                return self._stream_error(
-                    sid, RstStatus.INVALID_STREAM, f"{type(frame).__name__} on idle stream"
-                )
+                return self._stream_error(sid, RstStatus.INVALID_STREAM, f"{type(frame).__name__} on idle stream")
             if self._closed.get(sid, True):
                 return None  # reset or forgotten: in-flight leftovers
             return self._stream_error(sid, RstStatus.STREAM_ALREADY_CLOSED, "frame after the stream ended")
@@ -284,9 +282,7 @@ class SpdyConnection:
     def send_syn_stream(
         self, stream_id: int, headers: HeadersLike = (), *, fin: bool = False, priority: int = 0
     ) -> bytes:
-        return self.send(
-            SynStream(stream_id=stream_id, headers=normalize_headers(headers), fin=fin, priority=priority)
-        )
+        return self.send(SynStream(stream_id=stream_id, headers=normalize_headers(headers), fin=fin, priority=priority))
 
     def send_reply(self, stream_id: int, headers: HeadersLike = (), *, fin: bool = False) -> bytes:
         return self.send(SynReply(stream_id=stream_id, headers=normalize_headers(headers), fin=fin))

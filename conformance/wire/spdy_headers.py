@@ -22,9 +22,7 @@ HeaderList = tuple[tuple[str, str], ...]
 HeadersLike = Mapping[str, str] | Iterable[tuple[str, str]]
 
 # spdystream rejects these names (its invalidReqHeaders / invalidRespHeaders) and drops the session.
-FORBIDDEN_REQUEST_HEADERS = frozenset(
-    {"connection", "host", "keep-alive", "proxy-connection", "transfer-encoding"}
-)
+FORBIDDEN_REQUEST_HEADERS = frozenset({"connection", "host", "keep-alive", "proxy-connection", "transfer-encoding"})
 FORBIDDEN_RESPONSE_HEADERS = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding"})
 
 _U32 = struct.Struct(">I")

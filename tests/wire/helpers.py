@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,8 +14,13 @@ from conformance.wire.spdy_connection import Event, SpdyConnection
 from conformance.wire.spdy_frames import SynReply, SynStream
 from conformance.wire.spdy_headers import HeaderCompressor, HeaderList
 
-# Fuzz budgets sized for CI: the whole wire suite stays well under 20 s.
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Fuzz budgets sized for CI: the whole wire suite stays well under 20 s. For a deep run locally:
+# WIRE_FUZZ_EXAMPLES=20000 python -m pytest tests/wire
+FUZZ = settings(
+    max_examples=int(os.environ.get("WIRE_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 QUICK = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -57,9 +63,7 @@ def chunkings(data: bytes) -> Iterator[tuple[str, list[bytes]]]:
         yield f"split@{cut}", [data[:cut], data[cut:]]
 
 
-def drain(
-    feed: Callable[[bytes], None], pull: Callable[[], object | None], chunks: list[bytes]
-) -> list[object]:
+def drain(feed: Callable[[bytes], None], pull: Callable[[], object | None], chunks: list[bytes]) -> list[object]:
     """Feed chunks one at a time, pulling every available item after each."""
     out: list[object] = []
     for chunk in chunks:

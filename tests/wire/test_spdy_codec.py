@@ -34,8 +34,7 @@ VECTORS: list[tuple[str, Frame, str]] = [
     (
         "syn_stream",
         SynStream(stream_id=1, headers=(("streamtype", "error"),)),
-        "80030001 00000028 00000001 00000000 0000"
-        " 78f9e3c6a7c202a62346703a2b294a4dcc851625aca9a08006000000ffff",
+        "80030001 00000028 00000001 00000000 0000 78f9e3c6a7c202a62346703a2b294a4dcc851625aca9a08006000000ffff",
     ),
     ("syn_reply", SynReply(stream_id=1), "80030002 00000014 00000001 78f9e3c6a7c202a6230600000000ffff"),
     ("data_fin", Data(stream_id=1, fin=True), "00000001 01000000"),
@@ -55,9 +54,7 @@ def test_vector_encodes_exactly(name: str, frame: Frame, wire: str) -> None:
 
 
 @pytest.mark.parametrize(("name", "frame", "wire"), VECTORS, ids=[v[0] for v in VECTORS])
-def test_vector_decodes_whole_bytewise_every_split_and_with_trailing_bytes(
-    name: str, frame: Frame, wire: str
-) -> None:
+def test_vector_decodes_whole_bytewise_every_split_and_with_trailing_bytes(name: str, frame: Frame, wire: str) -> None:
     raw = bytes.fromhex(wire)
     for label, chunks in chunkings(raw):
         reader = FrameReader()
@@ -140,9 +137,7 @@ INVALID: list[tuple[str, bytes, str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("raw", "match"), [(raw, m) for _, raw, m in INVALID], ids=[i for i, _, _ in INVALID]
-)
+@pytest.mark.parametrize(("raw", "match"), [(raw, m) for _, raw, m in INVALID], ids=[i for i, _, _ in INVALID])
 def test_invalid_frames_raise_remote_protocol_error_and_poison_the_reader(raw: bytes, match: str) -> None:
     reader = FrameReader()
     reader.receive_data(raw)
@@ -199,9 +194,7 @@ def test_receive_buffer_limit_n_and_n_plus_one() -> None:
 
 def test_writer_refuses_payload_beyond_24_bit_length() -> None:
     writer = FrameWriter()
-    assert (
-        len(writer.encode(Data(stream_id=1, data=bytes(SPDY_WIRE_MAX_PAYLOAD)))) == SPDY_WIRE_MAX_PAYLOAD + 8
-    )
+    assert len(writer.encode(Data(stream_id=1, data=bytes(SPDY_WIRE_MAX_PAYLOAD)))) == SPDY_WIRE_MAX_PAYLOAD + 8
     with pytest.raises(LocalProtocolError):
         writer.encode(Data(stream_id=1, data=bytes(SPDY_WIRE_MAX_PAYLOAD + 1)))
 
@@ -268,8 +261,6 @@ def test_mutated_valid_streams_only_raise_remote_protocol_error(data: st.DataObj
 
 @FUZZ
 @given(st.binary(min_size=1, max_size=64), st.integers(0, 7))
-def test_control_frames_with_random_payloads_only_raise_remote_protocol_error(
-    payload: bytes, kind: int
-) -> None:
+def test_control_frames_with_random_payloads_only_raise_remote_protocol_error(payload: bytes, kind: int) -> None:
     frame_type = [1, 2, 3, 4, 6, 7, 8, 9][kind]
     _decode_all(control_frame(frame_type, payload))

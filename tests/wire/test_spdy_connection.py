@@ -343,9 +343,7 @@ def test_goaway_sent_stops_all_sending_and_new_peer_streams_are_ignored() -> Non
     raw.encode(SynStream(stream_id=1))  # keep this context in step with the client's
     assert pair.to_server(raw.encode(SynStream(stream_id=3))) == []
     assert pair.server.ignored_frames == 1
-    assert pair.to_server(data_frame(sid, b"still delivered")) == [
-        Data(stream_id=sid, data=b"still delivered")
-    ]
+    assert pair.to_server(data_frame(sid, b"still delivered")) == [Data(stream_id=sid, data=b"still delivered")]
 
 
 def test_syn_stream_after_peer_goaway_is_fatal_and_second_goaway_ignored() -> None:
@@ -426,9 +424,7 @@ _frame_strategy = st.one_of(
 
 @FUZZ
 @given(st.lists(_frame_strategy, max_size=20), st.sampled_from(Role))
-def test_any_valid_frame_sequence_only_yields_events_or_remote_protocol_error(
-    frames: list[Frame], role: Role
-) -> None:
+def test_any_valid_frame_sequence_only_yields_events_or_remote_protocol_error(frames: list[Frame], role: Role) -> None:
     writer = FrameWriter()
     conn = SpdyConnection(role, limits=SpdyLimits(max_concurrent_streams=3, max_remembered_closed_streams=2))
     conn.send_syn_stream(conn.next_stream_id)

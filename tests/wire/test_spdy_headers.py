@@ -30,9 +30,7 @@ STREAMTYPE_ERROR_NV = bytes.fromhex("00000001 0000000a 73747265616d74797065 0000
 STREAMTYPE_ERROR_BLOCK = bytes.fromhex("78f9e3c6a7c202a62346703a2b294a4dcc851625aca9a08006000000ffff")
 EMPTY_BLOCK = bytes.fromhex("78f9e3c6a7c202a6230600000000ffff")
 
-names = st.text(
-    st.characters(min_codepoint=0x21, max_codepoint=0x7E).filter(lambda c: not c.isupper()), min_size=1
-)
+names = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E).filter(lambda c: not c.isupper()), min_size=1)
 values = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]))
 
 
@@ -89,9 +87,7 @@ def test_header_value_is_case_insensitive() -> None:
         ((("host", "h"),), frozenset({"host"}), "refused"),
     ],
 )
-def test_check_header_list_refuses(
-    headers: tuple[tuple[str, str], ...], forbidden: frozenset[str], match: str
-) -> None:
+def test_check_header_list_refuses(headers: tuple[tuple[str, str], ...], forbidden: frozenset[str], match: str) -> None:
     with pytest.raises(LocalProtocolError, match=match):
         check_header_list(headers, forbidden)
 
