@@ -17,7 +17,8 @@ What the Go peer expects, and therefore what we do (PROTOCOLS.md 1.5):
 * SYN_REPLY before data: we refuse to send DATA on our stream before its SYN_REPLY (Go drops it) and
   on the peer's stream before we replied; receiving DATA before the peer's SYN_REPLY is a StreamError.
 * We never send HEADERS frames (Go blocks a worker on them) nor unidirectional streams.
-* After GOAWAY we send nothing more (Go stops reading at GOAWAY), so put data and FINs first.
+* After our GOAWAY we send only PING echoes and RST_STREAM (Go stops reading at GOAWAY), so put data
+  and FINs first.
 * Frames for streams we reset, or that were forgotten, are ignored and counted (frames in flight are
   legal after a RST); frames for a stream that ended cleanly are a StreamError(STREAM_ALREADY_CLOSED).
 """
@@ -255,8 +256,10 @@ class SpdyConnection:
 
     def send(self, frame: Frame) -> bytes:
         """Encode any frame we may send, after checking it against the session and stream state."""
-        if self.goaway_sent is not None:
-            raise LocalProtocolError("GOAWAY already sent: a Go peer stops reading at GOAWAY")
+        # Go stops reading at GOAWAY, so data sent after ours would vanish. PING echoes and RSTs stay
+        # allowed so every event's response() can still be sent.
+        if self.goaway_sent is not None and not isinstance(frame, Ping | RstStream):
+            raise LocalProtocolError(f"GOAWAY already sent: a Go peer stops reading at GOAWAY ({frame!r})")
         if self._error is not None and not isinstance(frame, GoAway):
             raise LocalProtocolError(f"connection is in ERROR ({self._error.message}); send GOAWAY")
         match frame:

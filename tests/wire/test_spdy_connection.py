@@ -344,6 +344,13 @@ def test_goaway_sent_stops_all_sending_and_new_peer_streams_are_ignored() -> Non
     assert pair.to_server(raw.encode(SynStream(stream_id=3))) == []
     assert pair.server.ignored_frames == 1
     assert pair.to_server(data_frame(sid, b"still delivered")) == [Data(stream_id=sid, data=b"still delivered")]
+    # Responses to events stay sendable: PING echo and RST.
+    [ping] = pair.to_server(pair.client.send_ping(1))
+    assert isinstance(ping, Ping)
+    pair.server.send(ping.response())
+    pair.server.send_rst(sid)
+    with pytest.raises(LocalProtocolError):
+        pair.server.send_goaway()
 
 
 def test_syn_stream_after_peer_goaway_is_fatal_and_second_goaway_ignored() -> None:
@@ -433,7 +440,7 @@ def test_any_valid_frame_sequence_only_yields_events_or_remote_protocol_error(fr
         for frame in frames:
             conn.receive_data(writer.encode(frame))
             for event in conn.events():
-                if isinstance(event, StreamError):
+                if isinstance(event, StreamError | Ping | SynStream):  # every response must stay sendable
                     conn.send(event.response())
                 assert len(conn.open_stream_ids) <= 3
     except RemoteProtocolError:
