@@ -21,6 +21,7 @@ from enum import StrEnum
 from conformance.wire import limits
 from conformance.wire.channels import ChannelCodec, ChannelData, Message
 from conformance.wire.errors import LocalProtocolError, RemoteProtocolError
+from conformance.wire.go_parse import parse_uint
 from conformance.wire.role import Role
 from conformance.wire.spdy_frames import RstStatus
 from conformance.wire.spdy_headers import HeaderList, header_value
@@ -76,8 +77,9 @@ def parse_port_forward_stream(stream_id: int, headers: HeaderList) -> PortForwar
     if port_text is None:
         raise refuse("missing port header")
     # Go: strconv.ParseUint(port, 10, 16), then "must be >= 1".
-    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 0xFFFF:
-        raise refuse(f"invalid port {port_text!r}")
+    port = parse_uint(port_text, 0xFFFF)
+    if port is None or port < 1:
+        raise refuse(f"invalid port {port_text[:20]!r}")
     stream_type = header_value(headers, STREAM_TYPE_HEADER)
     if stream_type not in (PortForwardStreamType.DATA.value, PortForwardStreamType.ERROR.value):
         raise refuse(f"invalid streamtype {stream_type!r}")
@@ -85,7 +87,7 @@ def parse_port_forward_stream(stream_id: int, headers: HeaderList) -> PortForwar
     return PortForwardStream(
         stream_id=stream_id,
         stream_type=PortForwardStreamType(stream_type),
-        port=int(port_text),
+        port=port,
         request_id=request_id or None,
     )
 

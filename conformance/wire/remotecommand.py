@@ -21,6 +21,7 @@ from conformance.wire.errors import (
     RemoteCommandError,
     RemoteProtocolError,
 )
+from conformance.wire.go_parse import parse_uint
 
 # The SPDY header carrying the stream type (Go's constant "streamType", lowercased on the wire).
 STREAM_TYPE_HEADER = "streamtype"
@@ -157,9 +158,10 @@ def _exit_code_cause(status: dict[str, object]) -> int:
     for cause in causes if isinstance(causes, list) else []:
         if isinstance(cause, dict) and cause.get("reason") == "ExitCode":
             text = cause.get("message")
-            if isinstance(text, str) and text.isascii() and text.isdigit() and int(text) <= 255:
-                return int(text)
-            raise RemoteProtocolError(f"ExitCode cause has invalid message {text!r}")
+            code = parse_uint(text, 255) if isinstance(text, str) else None
+            if code is not None:
+                return code
+            raise RemoteProtocolError(f"ExitCode cause has invalid message {str(text)[:40]!r}")
     raise RemoteProtocolError("NonZeroExitCode Status without an ExitCode cause")
 
 

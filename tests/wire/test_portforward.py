@@ -70,6 +70,10 @@ def test_parse_refuses_with_rst_cancel(headers: HeaderList) -> None:
 def test_port_range_n_and_n_plus_one() -> None:
     assert parse_port_forward_stream(1, (("streamtype", "data"), ("port", "65535"))).port == 65535
     assert parse_port_forward_stream(1, (("streamtype", "data"), ("port", "00001"))).port == 1
+    # Go's ParseUint takes any number of leading zeros; Python's int() would refuse 4300+ digits.
+    assert parse_port_forward_stream(1, (("streamtype", "data"), ("port", "0" * 5000 + "80"))).port == 80
+    with pytest.raises(RemoteProtocolError):
+        parse_port_forward_stream(1, (("streamtype", "data"), ("port", "9" * 5000)))
     with pytest.raises(LocalProtocolError):
         port_forward_headers(DATA, 65536, 0)
 

@@ -122,6 +122,20 @@ def test_exit_code_255_is_the_top() -> None:
     assert decode_status(encode_status_exit_code(255, "x")).exit_code == 255
 
 
+@pytest.mark.parametrize(("message", "code"), [("000002", 2), ("0", 0), ("9" * 5000, None), ("²", None)])
+def test_exit_code_parsing_like_go_parse_uint(message: str, code: int | None) -> None:
+    doc = {
+        "status": "Failure",
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": message}]},
+    }
+    if code is None:
+        with pytest.raises(RemoteProtocolError):
+            decode_status(json.dumps(doc).encode())
+    else:
+        assert decode_status(json.dumps(doc).encode()).exit_code == code
+
+
 def test_error_stream_decoder_accumulates_split_status() -> None:
     for label, chunks in chunkings(NON_ZERO[:40] + NON_ZERO[40:]):
         decoder = ErrorStreamDecoder(json_status=True)

@@ -3,15 +3,18 @@ and session rule, limits at N and N+1, and fuzzing of the receive path."""
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.wire.errors import LocalProtocolError, ReceiveBufferFull, RemoteProtocolError
+from conformance.wire.errors import HeaderBlockTooLarge, LocalProtocolError, ReceiveBufferFull, RemoteProtocolError
 from conformance.wire.limits import SpdyLimits
 from conformance.wire.role import Role
 from conformance.wire.spdy_codec import FrameWriter
 from conformance.wire.spdy_connection import ConnectionClosed, PingAcknowledged, SpdyConnection, StreamError
+from conformance.wire.spdy_dictionary import SPDY3_DICTIONARY
 from conformance.wire.spdy_frames import (
     Data,
     Frame,
@@ -456,5 +459,49 @@ def test_arbitrary_bytes_only_raise_remote_protocol_error(data: bytes, role: Rol
             conn.receive_data(data)
         conn.receive_data(b"")
         list(conn.events())
+    except RemoteProtocolError:
+        pass
+
+
+def test_zlib_bomb_in_syn_stream_ends_the_session_with_typed_error() -> None:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, SPDY3_DICTIONARY)
+    block = compressor.compress(u32(1, 1) + b"x" + u32(16 * 1024 * 1024)) + compressor.compress(bytes(16 * 1024 * 1024))
+    block += compressor.flush(zlib.Z_SYNC_FLUSH)
+    server = SpdyConnection(Role.SERVER)
+    server.receive_data(control_frame(1, u32(1, 0) + b"\0\0" + block))
+    with pytest.raises(HeaderBlockTooLarge) as exc:
+        server.next_event()
+    assert exc.value.goaway_status == GoAwayStatus.PROTOCOL_ERROR
+
+
+def _session_bytes() -> bytes:
+    writer = FrameWriter()
+    frames: list[Frame] = [
+        SynStream(stream_id=1, headers=(("streamtype", "error"),)),
+        SynStream(stream_id=3, headers=(("streamtype", "stdin"),)),
+        Data(stream_id=3, data=b"input"),
+        Data(stream_id=3, fin=True),
+        Ping(ping_id=1),
+        RstStream(stream_id=1, status=RstStatus.CANCEL),
+        GoAway(last_good_stream_id=0),
+    ]
+    return b"".join(writer.encode(f) for f in frames)
+
+
+SESSION = _session_bytes()
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_sessions_only_raise_remote_protocol_error(data: st.DataObject) -> None:
+    raw = bytearray(SESSION)
+    for _ in range(data.draw(st.integers(1, 6))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    server = SpdyConnection(Role.SERVER, limits=SpdyLimits(max_control_frame_payload=1024, max_data_frame_payload=64))
+    try:
+        server.receive_data(bytes(raw))
+        for event in server.events():
+            if isinstance(event, StreamError | Ping | SynStream):
+                server.send(event.response())
     except RemoteProtocolError:
         pass
