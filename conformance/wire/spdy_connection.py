@@ -71,7 +71,13 @@ class StreamError:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionClosed:
-    """The peer closed the byte stream cleanly (on a frame boundary)."""
+    """The peer closed the byte stream on a frame boundary.
+
+    ``unfinished_stream_ids`` lists streams the peer never FINed or reset: every read on them is now
+    EOF, but the missing FIN is evidence (e.g. an error stream that never carried its Status).
+    """
+
+    unfinished_stream_ids: tuple[int, ...] = ()
 
 
 Event = Frame | PingAcknowledged | StreamError | ConnectionClosed
@@ -111,6 +117,7 @@ class SpdyConnection:
 
     @property
     def next_ping_id(self) -> int:
+        """The id to pass to ``send_ping`` for our next PING (odd for clients, even for servers)."""
         return self._next_ping_id
 
     def stream_state(self, stream_id: int) -> StreamState | None:
@@ -164,7 +171,9 @@ class SpdyConnection:
         if self._reader.buffered:
             raise RemoteProtocolError(f"connection closed inside a frame ({self._reader.buffered} bytes)")
         self._closed_event_sent = True
-        return ConnectionClosed()
+        remote_open = (StreamState.HALF_CLOSED_REMOTE, StreamState.REPLY_DUE_REMOTE_CLOSED)
+        unfinished = tuple(sid for sid, state in self._streams.items() if state not in remote_open)
+        return ConnectionClosed(unfinished_stream_ids=unfinished)
 
     def _handle(self, frame: Frame) -> Event | None:
         match frame:

@@ -69,7 +69,7 @@ def test_exec_session_as_kubernetes_runs_it() -> None:
     assert all(s.stream_state(i) is StreamState.HALF_CLOSED_LOCAL for i in (1, 5, 7))
     assert pair.to_client(s.send_goaway()) == [GoAway(last_good_stream_id=7, status=GoAwayStatus.OK)]
     c.receive_data(b"")
-    assert list(c.events()) == [ConnectionClosed()]
+    assert list(c.events()) == [ConnectionClosed(unfinished_stream_ids=())]
     assert c.next_event() is None
 
 
@@ -505,3 +505,13 @@ def test_mutated_sessions_only_raise_remote_protocol_error(data: st.DataObject) 
                 server.send(event.response())
     except RemoteProtocolError:
         pass
+
+
+def test_eof_reports_streams_the_peer_never_finished() -> None:
+    pair = LinkedPair()
+    error_stream = pair.open_stream((("streamtype", "error"),))
+    stdout = pair.open_stream((("streamtype", "stdout"),))
+    pair.to_client(pair.server.send_fin(stdout))
+    pair.client.receive_data(b"")
+    # The error stream never got its Status nor a FIN: a proxy dropped it, or the server died.
+    assert list(pair.client.events()) == [ConnectionClosed(unfinished_stream_ids=(error_stream,))]
