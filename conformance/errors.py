@@ -4,7 +4,8 @@ ConformanceError
 ├── ConfigError            bad user input (file, key, expected value)
 ├── LabError               the local lab could not be built, started or reached
 │   └── ComponentError     one lab component failed (names it, carries its log tail)
-└── ProtocolError          wire-level failures (see conformance.wire.errors)
+├── ProtocolError          wire-level failures (see conformance.wire.errors)
+└── ResultsFormatError     a results document does not match its schema (names the JSON path)
 """
 
 from __future__ import annotations
@@ -32,3 +33,7 @@ class ComponentError(LabError):
         if log_tail:
             text += f"\n--- last lines of {component}'s log ---\n{log_tail}"
         super().__init__(text)
+
+
+class ResultsFormatError(ConformanceError):
+    """A results file is not a valid results document; the message names the JSON path and what was expected."""

@@ -139,6 +139,22 @@ class CellResult:
 
 
 @dataclass(slots=True, kw_only=True)
+class MergedInput:
+    """One results file that `conformance report merge` combined (kept in the merged run's meta)."""
+
+    label: str  # the source discriminator: runner, else source, else file name
+    file: str
+    started: str
+    finished: str | None = None
+    runner: str | None = None
+    source: str | None = None
+    cluster_version: str | None = None
+    config_digest: str | None = None
+    cells: int = 0  # how many cells this input brought, before later inputs replaced any
+    prefixed: bool = False  # its targets were renamed "<label>/<target>" because its cell ids clashed
+
+
+@dataclass(slots=True, kw_only=True)
 class RunMetadata:
     started: str  # RFC 3339
     finished: str | None = None
@@ -147,6 +163,7 @@ class RunMetadata:
     config_digest: str | None = None  # sha256 of the config, not the config
     source: str | None = None  # "local-lab" or a user's config path
     runner: str | None = None  # hostname or CI job, to tell merged files apart
+    merged_from: list[MergedInput] = field(default_factory=list)  # empty unless this run is a merge
 
 
 @dataclass(slots=True, kw_only=True)
@@ -166,13 +183,18 @@ class Results:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Results:
-        return cls(meta=RunMetadata(**data["meta"]), cells=[_cell_from_dict(c) for c in data.get("cells", [])],
+        return cls(meta=_meta_from_dict(data["meta"]), cells=[_cell_from_dict(c) for c in data.get("cells", [])],
                    schema_version=data.get("schema_version", SCHEMA_VERSION))
 
 
 def _only_known(klass: type, data: dict[str, Any]) -> dict[str, Any]:
     names = {f.name for f in fields(klass)}
     return {k: v for k, v in data.items() if k in names}
+
+
+def _meta_from_dict(data: dict[str, Any]) -> RunMetadata:
+    merged = [MergedInput(**_only_known(MergedInput, m)) for m in data.get("merged_from") or []]
+    return RunMetadata(**{**data, "merged_from": merged})
 
 
 def _cell_from_dict(data: dict[str, Any]) -> CellResult:
