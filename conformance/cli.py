@@ -4,6 +4,8 @@ conformance lab build [--force] [--only NAME ...]
 conformance lab up | down | status | env
 conformance lab token --user alice [--kind expired]
 conformance lab kubeconfig --target jetstack --user alice [--output FILE]
+conformance report RESULTS [--format terminal|md|html|junit|json] [--output FILE]
+conformance report diff OLD NEW [--format terminal|md]  |  conformance report merge A B ... --output FILE
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from conformance import report_cli
 from conformance.errors import ConformanceError
 
 
@@ -85,10 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _lab_parser(sub)
+    report_cli.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "lab":
             return _run_lab(args)
+        if args.command == "report":
+            return report_cli.run(args)
     except ConformanceError as exc:
         print(f"conformance: error: {exc}", file=sys.stderr)
         return 2

@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 # The console script may not be on PATH yet right after install (pyenv shims, --user installs).
 conformance() { python3 -m conformance.cli "$@"; }
 
-# System packages the lab uses; installed only when missing.
+# System packages the lab uses (and chromium, for the HTML report's browser tests); installed only when missing.
 need=()
-for pkg in tar procps iproute2; do
+for pkg in tar procps iproute2 chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,0 +1,112 @@
+"""The terminal report: a compact grid, a Cilium-style summary line, one line per unexpected cell.
+
+ASCII symbols carry the meaning (legend printed above the grid); colour is only added when the caller
+says the stream is a TTY, so logs and CI output stay clean.
+"""
+
+from __future__ import annotations
+
+from conformance.model import CellResult, Outcome, Results
+from reports.evidence import key_evidence
+from reports.grid import ABSENT, SYMBOLS, Matrix, build_matrix, summary_line, unexpected
+from reports.scrub import redacted_results, scrub_text
+from reports.text import one_line, printable
+
+MAX_UNEXPECTED_LINES = 50  # past this the Markdown or HTML report is the better read
+_ANSI = {
+    Outcome.PASS: "32",
+    Outcome.EXPECTED_FAIL: "36",
+    Outcome.UNEXPECTED_PASS: "1;33",
+    Outcome.FAIL: "1;31",
+    Outcome.ERROR: "1;35",
+    Outcome.SKIP: "2",
+}
+_SYMBOL_OUTCOME = {s: o for o, s in SYMBOLS.items()}
+
+
+def render_terminal(results: Results, *, color: bool = False, max_unexpected: int = MAX_UNEXPECTED_LINES) -> str:
+    safe = redacted_results(results)
+    matrix = build_matrix(safe)
+    meta = safe.meta
+    lines = [
+        printable(
+            f"streaming conformance: {len(safe.cells)} cells, started {meta.started}"
+            + (f", runner {meta.runner}" if meta.runner else "")
+            + (f", cluster {meta.cluster_version}" if meta.cluster_version else "")
+        ),
+        "legend: " + "  ".join(f"{_paint(s, color)} {o.value}" for o, s in SYMBOLS.items()) + f"  {ABSENT} not run",
+        printable("each grid cell: one symbol per client, in order: " + " ".join(matrix.clients)),
+        "",
+        *_grid(matrix, color),
+        "",
+        _paint_summary(summary_line(safe), color),
+        *_unexpected_lines(safe, color, max_unexpected),
+    ]
+    return scrub_text("\n".join(lines) + "\n")
+
+
+def unexpected_lines(results: Results, *, color: bool = False, limit: int = MAX_UNEXPECTED_LINES) -> list[str]:
+    """One line per fail, error and unexpected-pass cell (worst first): for a pytest terminal summary."""
+    return [scrub_text(line) for line in _unexpected_lines(redacted_results(results), color, limit)]
+
+
+def _unexpected_lines(results: Results, color: bool, limit: int) -> list[str]:
+    cells = unexpected(results)
+    lines = [_unexpected_line(c, color) for c in cells[:limit]]
+    if len(cells) > limit:
+        lines.append(f"  ... and {len(cells) - limit} more: see the Markdown or HTML report")
+    return lines
+
+
+def _unexpected_line(cell: CellResult, color: bool) -> str:
+    symbol = _paint(SYMBOLS[cell.outcome], color)
+    outcome, error_class = cell.outcome.value, cell.error_class.value
+    return f"  {symbol} {outcome:<15} {error_class:<19} {one_line(cell.id, 100)}  {key_evidence(cell)}"
+
+
+def _grid(matrix: Matrix, color: bool) -> list[str]:
+    width = max(len(matrix.clients), 1)
+    col_width = {col: max(len(one_line(col[1])), width) for col in matrix.columns}
+    labels = [one_line(f"{t}/{p}") for t in matrix.targets for p in matrix.paths[t]]
+    label_width = max([len("target/path"), *(len(label) for label in labels)])
+    groups = matrix.protocols()
+    group_width = [sum(col_width[(proto, op)] + 1 for op in ops) - 1 for proto, ops in groups]
+    sep = "  "
+    proto_row = (
+        " " * label_width
+        + sep
+        + sep.join(one_line(p, w).ljust(w) for (p, _), w in zip(groups, group_width, strict=True))
+    )
+    op_row = (
+        "target/path".ljust(label_width)
+        + sep
+        + sep.join(" ".join(one_line(op).ljust(col_width[(proto, op)]) for op in ops) for proto, ops in groups)
+    )
+    lines = [proto_row.rstrip(), op_row.rstrip()]
+    for target in matrix.targets:
+        for path in matrix.paths[target]:
+            cells = sep.join(
+                " ".join(_slot(matrix, target, path, (proto, op), col_width[(proto, op)], color) for op in ops)
+                for proto, ops in groups
+            )
+            lines.append((one_line(f"{target}/{path}").ljust(label_width) + sep + cells).rstrip())
+    return lines
+
+
+def _slot(matrix: Matrix, target: str, path: str, column: tuple[str, str], width: int, color: bool) -> str:
+    symbols = "".join(ABSENT if c is None else SYMBOLS[c.outcome] for c in matrix.slot(target, path, column))
+    padded = symbols.ljust(width)  # pad before colouring: escape codes have no width
+    return "".join(_paint(ch, color) for ch in padded) if color else padded
+
+
+def _paint(symbol: str, color: bool) -> str:
+    outcome = _SYMBOL_OUTCOME.get(symbol)
+    if not color or outcome is None:
+        return symbol
+    return f"\x1b[{_ANSI[outcome]}m{symbol}\x1b[0m"
+
+
+def _paint_summary(line: str, color: bool) -> str:
+    if not color:
+        return line
+    return f"\x1b[{'1;31' if line.startswith('FAILED') else '1;32'}m{line}\x1b[0m"
