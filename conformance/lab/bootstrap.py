@@ -21,6 +21,17 @@ from conformance.errors import LabError
 from conformance.lab.topology import CONTAINER_NAME, NAMESPACE, NODE_NAME, POD_NAMES, POD_PORT
 
 PROXY_USERS = ("kube-oidc-proxy", "openunison-proxy")
+# Extras an impersonating proxy forwards: the API server's JWT authenticator adds credential-id for a token
+# with a jti; kube-oidc-proxy adds remote-client-ip and, for client --as, the originaluser.* keys.
+PROXY_EXTRAS = (
+    "authentication.kubernetes.io/credential-id",
+    "remote-client-ip",
+    "scopes",
+    "originaluser.jetstack.io-user",
+    "originaluser.jetstack.io-groups",
+    "originaluser.jetstack.io-uid",
+    "originaluser.jetstack.io-extra",
+)
 POD_READY_DEADLINE_S = 60.0
 
 
@@ -29,6 +40,8 @@ def _objects() -> list[dict[str, Any]]:
     streaming = ["pods/exec", "pods/attach", "pods/portforward"]
     objects: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        # Created here rather than waiting for the controller-manager, which starts after the pods exist.
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": NAMESPACE}},
         {
             "apiVersion": rbac,
             "kind": "Role",
@@ -66,11 +79,13 @@ def _objects() -> list[dict[str, Any]]:
             "metadata": {"name": "lab:impersonating-proxy"},
             "rules": [
                 {"apiGroups": [""], "resources": ["users", "groups", "serviceaccounts"], "verbs": ["impersonate"]},
+                # RBAC has no "userextras/*" wildcard: each extra key the proxies forward is listed.
                 {
                     "apiGroups": ["authentication.k8s.io"],
-                    "resources": ["userextras/*", "uids"],
+                    "resources": [f"userextras/{key}" for key in PROXY_EXTRAS],
                     "verbs": ["impersonate"],
                 },
+                {"apiGroups": ["authentication.k8s.io"], "resources": ["uids"], "verbs": ["impersonate"]},
                 {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
                 {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
             ],

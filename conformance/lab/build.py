@@ -124,10 +124,29 @@ def require_go(component: str) -> str:
 
 def module_dir(go: str, component: str, module: str, version: str, scratch: Path) -> Path:
     """Download module@version into the module cache and return its directory."""
-    out = _run(component, [go, "mod", "download", "-json", f"{module}@{version}"], scratch, go_env())
-    info = json.loads(out)
-    if info.get("Error"):
-        raise ComponentError(component, f"the Go module proxy refused {module}@{version}: {info['Error']}")
+    try:
+        proc = subprocess.run(
+            [go, "mod", "download", "-json", f"{module}@{version}"],
+            cwd=scratch,
+            env=go_env(),
+            capture_output=True,
+            text=True,
+            timeout=STEP_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ComponentError(component, f"downloading {module}@{version} timed out") from exc
+    try:
+        info = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        info = {"Error": (proc.stderr or proc.stdout).strip()[-500:]}
+    if info.get("Error") or proc.returncode != 0:
+        # `go mod download -json` reports a refusal in its JSON, e.g. "... 403 Forbidden ... not available."
+        error = re.sub(
+            r"reading https?://\S+",
+            "reading the module proxy:",
+            " ".join(str(info.get("Error") or proc.stderr).split()),
+        )
+        raise ComponentError(component, f"the Go module proxy refused {module}@{version}: {error}")
     return Path(info["Dir"])
 
 
@@ -280,12 +299,52 @@ def build_etcd(progress: Progress, force: bool = False) -> Manifest:
     return _try_versions(component, ETCD_VERSIONS, progress, attempt)
 
 
+# kwok is built from its module source with small, documented patches so that exec behaves as a real
+# kubelet's does: exit codes are reported (assets/kwok/) and stdin EOF reaches the process.
+# Each edit is (file, exact original text, replacement).
+KWOK_PATCHES = (
+    (
+        "pkg/kwok/server/debugging_exec.go",
+        "return s.execInContainerWithTTY(ctx, cmd, in, stdout, resize)",
+        "return withExitCode(s.execInContainerWithTTY(ctx, cmd, in, stdout, resize))",
+    ),
+    (
+        "pkg/kwok/server/debugging_exec.go",
+        "return s.execInContainer(ctx, cmd, in, stdout, stderr)",
+        "return withExitCode(s.execInContainer(ctx, cmd, in, stdout, stderr))",
+    ),
+    # A client's stdin half-close must reach the process as EOF (containerd closes the process's stdin);
+    # kwok copied stdin into the pipe but never closed it, so `cat` or `tar x` waited forever.
+    (
+        "pkg/utils/exec/exec.go",
+        "_, _ = io.Copy(inPipe, opt.In)\n",
+        "_, _ = io.Copy(inPipe, opt.In)\n\t\t\t\t_ = inPipe.Close()\n",
+    ),
+)
+KWOK_PATCH_FILE = "zz_conformance_exit_code.go"
+# Part of the cache key: bump it when the patch changes so a cached, differently patched kwok is rebuilt.
+KWOK_PATCH_REV = "p2"
+
+
+def patch_kwok_source(src: Path) -> None:
+    for rel, old, new in KWOK_PATCHES:
+        path = src / rel
+        text = path.read_text()
+        if text.count(old) != 1:
+            raise ComponentError(
+                "kwok",
+                f"patch anchor not found exactly once in {rel}: {old!r}; this kwok version needs its patch reviewed",
+            )
+        path.write_text(text.replace(old, new))
+    shutil.copyfile(assets_dir() / "kwok" / KWOK_PATCH_FILE, src / "pkg/kwok/server" / KWOK_PATCH_FILE)
+
+
 def build_kwok(progress: Progress, force: bool = False) -> Manifest:
     component = "kwok"
     go = require_go(component)
 
     def attempt(version: str) -> Manifest:
-        out = bin_root() / f"kwok-{version}"
+        out = bin_root() / f"kwok-{version}-{KWOK_PATCH_REV}"
         if not force and (cached := Manifest.load(out)):
             progress(component, f"{version} cached in {out}")
             return cached
@@ -293,15 +352,22 @@ def build_kwok(progress: Progress, force: bool = False) -> Manifest:
         scratch = cache_dir() / "build"
         scratch.mkdir(parents=True, exist_ok=True)
         progress(component, f"{version}: downloading sigs.k8s.io/kwok")
-        src = module_dir(go, component, "sigs.k8s.io/kwok", version, scratch)
+        module = module_dir(go, component, "sigs.k8s.io/kwok", version, scratch)
+        src = scratch / f"kwok-{version}-src"
+        if src.exists():
+            shutil.rmtree(src)
+        shutil.copytree(module, src)
+        for path in src.rglob("*"):  # the module cache is read-only
+            path.chmod(path.stat().st_mode | 0o200)
+        progress(component, f"{version}: patching exec exit codes and stdin EOF ({KWOK_PATCH_REV})")
+        patch_kwok_source(src)
         out.mkdir(parents=True, exist_ok=True)
-        progress(component, f"{version}: go install sigs.k8s.io/kwok/cmd/kwok@{version}")
-        env = go_env() | {"GOBIN": str(out)}
+        progress(component, f"{version}: go build ./cmd/kwok")
         _run(
             component,
-            [go, "install", "-trimpath", "-ldflags", "-s -w", f"sigs.k8s.io/kwok/cmd/kwok@{version}"],
-            scratch,
-            env,
+            [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "kwok"), "./cmd/kwok"],
+            src,
+            go_env(),
             timeout=GO_BUILD_TIMEOUT_S,
         )
         stages = out / "stages"
@@ -310,7 +376,12 @@ def build_kwok(progress: Progress, force: bool = False) -> Manifest:
             if (src / rel).is_file():
                 shutil.copyfile(src / rel, stages / Path(rel).name)
         manifest = Manifest(
-            component, version, version, {"kwok": str(out / "kwok")}, build_seconds=round(time.monotonic() - started, 1)
+            component,
+            version,
+            version,
+            {"kwok": str(out / "kwok")},
+            notes=[f"patched ({KWOK_PATCH_REV}): exec exit codes, stdin EOF"],
+            build_seconds=round(time.monotonic() - started, 1),
         )
         manifest.save(out)
         return manifest
@@ -332,7 +403,7 @@ def build_kube_oidc_proxy(progress: Progress, kubernetes_version: str, force: bo
     try:
         module_dir(go, component, OIDC_PROXY_FORK, OIDC_PROXY_VERSION, scratch)
     except ComponentError as exc:
-        refusal = str(exc).splitlines()[0]
+        refusal = str(exc).splitlines()[0].removeprefix(f"{component}: ")
     else:  # pragma: no cover - the module proxy refuses the fork on the machines this was written on
         build = scratch / f"kube-oidc-proxy-{OIDC_PROXY_VERSION}"
         gomod = wrapper_gomod(

@@ -105,7 +105,10 @@ def status() -> list[ComponentStatus]:
         alive = pid_alive(rec.pid)
         healthy, detail = (False, "process not running")
         if alive:
-            healthy, detail = check_health(rec.health, ca, timeout=1.0) if rec.health else (True, "running")
+            if rec.health:
+                healthy, detail = check_health(rec.health, None if rec.health_insecure else ca, timeout=1.0)
+            else:
+                healthy, detail = True, "running"
         result.append(ComponentStatus(rec.name, rec.pid, rec.port, alive, healthy, detail))
     return result
 
@@ -132,6 +135,7 @@ def up(emit: Callable[[str], None] = print, port_base: int | None = None) -> dic
         shutil.rmtree(state_dir / stale, ignore_errors=True)
     started_at = time.monotonic()
     layout = _layout(state_dir, topology.choose_port_base(port_base), binaries)
+    shutil.rmtree(layout.sandbox, ignore_errors=True)
     progress("lab", f"state {state_dir}, ports {layout.port_base}..{layout.port_base + topology.PORT_BLOCK - 1}")
     try:
         _start_all(layout, sup, progress)
@@ -186,8 +190,8 @@ def _start_all(layout: Layout, sup: Supervisor, progress: Progress) -> None:
     ) -> None:
         t0 = time.monotonic()
         progress(name, f"starting on port {port}" if port else "starting")
-        rec = sup.start(name, argv, port=port, health=health, env=env)
-        sup.wait_ready(rec, START_DEADLINE_S[name], ca_file=ca if verify else None, client_cert=client_cert)
+        rec = sup.start(name, argv, port=port, health=health, env=env, health_insecure=not verify)
+        sup.wait_ready(rec, START_DEADLINE_S[name], ca_file=ca, client_cert=client_cert)
         progress(name, f"healthy (pid {rec.pid}, {time.monotonic() - t0:.1f}s)")
 
     start("issuer", topology.issuer_argv(layout), f"{layout.issuer_url}/healthz", layout.port("issuer"), env=python_env)
@@ -257,7 +261,10 @@ def down(emit: Callable[[str], None] = print) -> list[str]:
     t0 = time.monotonic()
     sup = Supervisor(lab_dir())
     names = [r.name for r in sup.records()]
+    sandbox = current_layout().sandbox if load_state() else None
     killed = sup.stop_all()
+    if sandbox is not None:
+        shutil.rmtree(sandbox, ignore_errors=True)
     state_file().unlink(missing_ok=True)
     harness_config_path().unlink(missing_ok=True)
     if killed:

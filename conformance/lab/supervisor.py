@@ -35,6 +35,8 @@ class ProcessRecord:
     log: str
     port: int | None = None
     health: str | None = None  # URL or "tcp://host:port"
+    # Components that serve health on a self-signed cert they make themselves (controller-manager, scheduler).
+    health_insecure: bool = False
     started: float = field(default_factory=time.time)
 
 
@@ -129,6 +131,7 @@ class Supervisor:
         health: str | None = None,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        health_insecure: bool = False,
     ) -> ProcessRecord:
         if port is not None and not port_free(port):
             raise ComponentError(
@@ -151,7 +154,7 @@ class Supervisor:
                 )
             except OSError as exc:
                 raise ComponentError(name, f"cannot start {argv[0]}: {exc}") from exc
-        record = ProcessRecord(name, proc.pid, list(argv), str(log_path), port, health)
+        record = ProcessRecord(name, proc.pid, list(argv), str(log_path), port, health, health_insecure)
         self._save([*[r for r in self.records() if r.name != name], record])
         return record
 
@@ -172,7 +175,9 @@ class Supervisor:
             if probe is not None:
                 ok, detail = probe()
             elif record.health:
-                ok, detail = check_health(record.health, ca_file, client_cert=client_cert)
+                ok, detail = check_health(
+                    record.health, None if record.health_insecure else ca_file, client_cert=client_cert
+                )
             else:
                 return
             if ok:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,10 @@ class Layout:
 
     @property
     def sandbox(self) -> Path:
+        # The sandbox user must reach it: the state directory may sit under a 0700 home or mktemp dir, so a
+        # root-run lab keeps the sandbox in the system temp dir, named by its (per-lab, unique) port block.
+        if self.run_as_sandbox_user:
+            return Path(tempfile.gettempdir()) / f"conformance-lab-sandbox-{self.port_base}"
         return self.state / "sandbox"
 
     @property
@@ -140,13 +145,8 @@ def write_config_files(layout: Layout, kwok_stages: list[Path]) -> None:
                 client_key=pair.key,
             ),
         )
-    docs: list[object] = [
-        {
-            "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
-            "kind": "KwokConfiguration",
-            "options": {"enableCNI": False},
-        }
-    ]
+    # No KwokConfiguration document: kwok then applies its defaults (a partial one leaves zeros that fail).
+    docs: list[object] = []
     for stage in kwok_stages:
         docs.extend(d for d in yaml.safe_load_all(stage.read_text()) if d)
     local: dict[str, object] = {

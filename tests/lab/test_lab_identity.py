@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import uuid
 from pathlib import Path
@@ -61,7 +62,7 @@ def _server(running_lab: RunningLab, target: str) -> str:
 @pytest.mark.parametrize("kind", ["expired", "wrong_audience", "wrong_issuer", "bad_signature"])
 def test_bad_tokens_get_401(running_lab: RunningLab, target: str, kind: str) -> None:
     token = running_lab.token("alice", kind)
-    ca = str(running_lab.layout.pki.ca.cert)  # type: ignore[attr-defined]
+    ca = ssl.create_default_context(cafile=str(running_lab.layout.pki.ca.cert))  # type: ignore[attr-defined]
     with httpx.Client(verify=ca, timeout=10) as client:
         resp = client.get(
             f"{_server(running_lab, target)}/api/v1/namespaces/conformance/pods",
@@ -74,7 +75,7 @@ def test_bad_tokens_get_401(running_lab: RunningLab, target: str, kind: str) -> 
 @pytest.mark.parametrize("user", ["bob", "mallory"])
 def test_exec_post_without_rights_gets_403(running_lab: RunningLab, target: str, user: str) -> None:
     token = running_lab.token(user)
-    ca = str(running_lab.layout.pki.ca.cert)  # type: ignore[attr-defined]
+    ca = ssl.create_default_context(cafile=str(running_lab.layout.pki.ca.cert))  # type: ignore[attr-defined]
     with httpx.Client(verify=ca, timeout=10) as client:
         resp = client.post(
             f"{_server(running_lab, target)}/api/v1/namespaces/conformance/pods/probe-0/exec?command=true&stdout=true",

@@ -303,9 +303,7 @@ def test_loosened_key_mode_is_tightened(tmp_path: Path) -> None:
 
 def test_extra_hosts_are_added_and_fewer_hosts_keep_the_cert(tmp_path: Path) -> None:
     pki = ensure_pki(tmp_path / "pki", hosts=("127.0.0.1", "localhost", "10.9.8.7", "lab.internal"))
-    sans = set(
-        cert(pki.serving.issuer.cert).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    )
+    sans = set(cert(pki.serving.issuer.cert).extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     assert sans == LOOPBACK_SANS | {
         x509.IPAddress(ipaddress.ip_address("10.9.8.7")),
         x509.DNSName("lab.internal"),
