@@ -14,27 +14,37 @@ import hashlib
 import html
 import importlib.resources
 import json
+from typing import Any
 
 from conformance.model import CellResult, Outcome, Results
 from conformance.redact import REDACTED, redact
 from reports.evidence import key_evidence
 from reports.grid import MEANINGS, SYMBOLS, Matrix, build_matrix, summary_line, unexpected
-from reports.scrub import redacted_document, scrub_text
+from reports.scrub import redact_tree, redacted_document, scrub_text
 from reports.text import one_line, printable
 
 LOOK_OPEN_UP_TO = 20  # a longer "needs a look" list starts folded, so the grid stays in view
-_JSON_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
-# The forms the redaction marker takes in this file: escaped in HTML text, escaped in the embedded JSON.
-_MARKERS = (html.escape(REDACTED), REDACTED.translate(_JSON_ESCAPES))
 
 
 def render_html(results: Results, *, title: str = "Streaming conformance") -> str:
     doc = redacted_document(results)
+    page = _page(doc, title)
+    # The forms the redaction marker takes here: escaped in HTML text, escaped in the embedded JSON.
+    markers = (html.escape(REDACTED), _script_safe(REDACTED))
+    scrubbed = scrub_text(page, markers=markers, escape=html.escape)
+    if scrubbed != page:
+        # Something escaped the redaction going in; redacting the page's text could break the embedded JSON
+        # (an eaten escape), so redact the document string by string and build the page again.
+        scrubbed = scrub_text(_page(redact_tree(doc), title), markers=markers, escape=html.escape)
+    return scrubbed
+
+
+def _page(doc: dict[str, Any], title: str) -> str:
     safe = Results.from_dict(doc)
     matrix = build_matrix(safe)
     css = _template("report.css") + _client_columns(len(matrix.clients))
     js = _template("report.js")
-    cells_json = json.dumps(doc["cells"], ensure_ascii=False, separators=(",", ":")).translate(_JSON_ESCAPES)
+    cells_json = _script_safe(json.dumps(doc["cells"], ensure_ascii=False, separators=(",", ":")))
     verdict = summary_line(safe)
     position = {id(c): i for i, c in enumerate(safe.cells)}  # a cell's index in the embedded JSON
     path_index = {p: i for i, p in enumerate(_all_paths(matrix))}
@@ -59,7 +69,12 @@ def render_html(results: Results, *, title: str = "Streaming conformance") -> st
         f"<script>{js}</script>",
         "</body></html>",
     ]
-    return scrub_text("\n".join(page) + "\n", markers=_MARKERS, escape=html.escape)
+    return "\n".join(page) + "\n"
+
+
+def _script_safe(data: str) -> str:
+    # JSON escapes for the three characters that could end the <script> element or start markup in it.
+    return data.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 def _text(value: object) -> str:

@@ -3,29 +3,30 @@
 classname is `target.path`, name is the cell id; fail and unexpected-pass become <failure>, error becomes
 <error>, skip becomes <skipped>, and expected-fail passes (it is what was declared). Each testcase carries
 <properties>, one per evidence field, flattened (`evidence.status_line`, `evidence.identity.user`, ...).
-The tree is redacted node by node just before serialisation: the last line of defence for XML.
+The serialised XML is run through redaction as a last line of defence; should that find anything, the
+tree is redacted node by node instead and serialised again (redacting markup as text could cut an entity).
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import asdict
 from typing import Any
 
 from conformance.model import CellResult, Outcome, Results
-from conformance.redact import redact
+from conformance.redact import REDACTED, redact
 from reports.evidence import flatten, key_evidence
-from reports.scrub import all_clean, redacted_results
+from reports.scrub import redacted_both, scrub_text
 from reports.text import printable
 
 SUITE_NAME = "k8s-streaming-conformance"
+_MARKER = REDACTED.replace("<", "&lt;").replace(">", "&gt;")  # as ElementTree writes it
 
 
 def render_junit(results: Results) -> str:
-    safe = redacted_results(results)
+    safe, doc = redacted_both(results)
     root = ET.Element("testsuites", name=SUITE_NAME)
     suites: dict[str, ET.Element] = {}
-    for cell in safe.cells:
+    for cell, cell_doc in zip(safe.cells, doc["cells"], strict=True):
         suite = suites.get(cell.key.target)
         if suite is None:
             suite = suites[cell.key.target] = ET.SubElement(
@@ -33,15 +34,28 @@ def render_junit(results: Results) -> str:
             )
             if safe.meta.runner:
                 suite.set("hostname", safe.meta.runner)
-        _testcase(suite, cell)
+        _testcase(suite, cell, cell_doc)
     for element in (root, *suites.values()):
         _set_totals(element)
-    _scrub_tree(root)
     ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+    text = _serialise(root)
+    scrubbed = scrub_text(text, markers=(_MARKER,), escape=_xml_escape)
+    if scrubbed != text:
+        _redact_tree(root)
+        scrubbed = _serialise(root)
+    return scrubbed
 
 
-def _testcase(suite: ET.Element, cell: CellResult) -> None:
+def _serialise(root: ET.Element) -> str:
+    # XML 1.0 cannot carry most control characters; evidence may hold any, so they become visible escapes.
+    return printable(ET.tostring(root, encoding="unicode", xml_declaration=True)) + "\n"
+
+
+def _xml_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _testcase(suite: ET.Element, cell: CellResult, cell_doc: dict[str, Any]) -> None:
     case = ET.SubElement(
         suite, "testcase", classname=f"{cell.key.target}.{cell.key.path}", name=cell.id, time=f"{cell.duration_s:.3f}"
     )
@@ -51,8 +65,8 @@ def _testcase(suite: ET.Element, cell: CellResult) -> None:
         ("error_class", cell.error_class.value),
         ("client_version", cell.client_version),
         ("message", cell.message),
-        ("expectation", asdict(cell.expectation)),
-        ("evidence", asdict(cell.evidence)),
+        ("expectation", cell_doc["expectation"]),
+        ("evidence", cell_doc["evidence"]),
     ]
     for name, value in fields:
         for key, text in flatten(value, name):
@@ -96,12 +110,9 @@ def _set_totals(element: ET.Element) -> None:
     element.set("time", f"{sum(float(c.get('time', '0')) for c in cases):.3f}")
 
 
-def _scrub_tree(root: ET.Element) -> None:
-    # Every text node and attribute, redacted and stripped of characters XML 1.0 cannot carry.
-    nodes = list(root.iter())
-    clean = all_clean([el.text or "" for el in nodes] + [v for el in nodes for v in el.attrib.values()])
-    for el in nodes:
+def _redact_tree(root: ET.Element) -> None:
+    for el in root.iter():
         if el.text:
-            el.text = printable(el.text if clean else redact(el.text))
+            el.text = redact(el.text)
         for name, value in el.attrib.items():
-            el.set(name, printable(value if clean else redact(value)))
+            el.set(name, redact(value))

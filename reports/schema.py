@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator, ValidationError
 from conformance.errors import ResultsFormatError
 from conformance.model import SCHEMA_VERSION, Results
 from conformance.redact import redact
+from reports.schema_check import Check, compile_schema
 
 SCHEMA_FILES = {1: "results-v1.json"}
 # A broken writer repeats one mistake in every cell; the first few errors say all there is to say.
@@ -38,6 +39,11 @@ def _validator(version: int) -> Draft202012Validator:
     return Draft202012Validator(schema(version))
 
 
+@functools.cache
+def _quick_check(version: int) -> Check:
+    return compile_schema(schema(version))
+
+
 def validate(doc: Any) -> None:
     """Raise `ResultsFormatError` naming the JSON path of each bad field (up to a few) and what was expected."""
     if not isinstance(doc, dict):
@@ -51,6 +57,9 @@ def validate(doc: Any) -> None:
         raise ResultsFormatError(
             f"$.schema_version: got {_show(version)}; expected one of {sorted(SCHEMA_FILES)}{hint}"
         )
+    if _quick_check(version)(doc):
+        _check_unique_ids(doc["cells"])
+        return
     lines: dict[str, None] = {}  # ordered and without repeats: each missing field is named once
     for error in _validator(version).iter_errors(doc):
         lines.update(dict.fromkeys(_describe(error)))

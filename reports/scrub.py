@@ -10,35 +10,43 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
 from typing import Any
 
 from conformance.model import CellResult, Results
 from conformance.redact import REDACTED, SECRET_HEADERS, redact, redact_obj
+from reports.plain import plain
 
 _PARKED = re.compile("\ue000(\\d+)\ue001")  # private-use characters: never in evidence that was made printable
 
 
 def redacted_document(results: Results) -> dict[str, Any]:
     """The results as a JSON-ready dict with every string, and every mapping key, redacted."""
-    doc = results.to_dict()
-    if _needs_no_redaction(doc):
-        return doc
+    doc: dict[str, Any] = plain(results)
+    return doc if _needs_no_redaction(doc) else redact_tree(doc)
+
+
+def redact_tree(doc: dict[str, Any]) -> dict[str, Any]:
+    """Every string and mapping key in `doc` redacted, one by one (no shortcut)."""
     redacted: dict[str, Any] = _redact_keys(redact_obj(doc))
     return redacted
 
 
 def redacted_results(results: Results) -> Results:
     """`results` itself when nothing in it needs redacting, else a redacted copy."""
-    doc = results.to_dict()
+    return redacted_both(results)[0]
+
+
+def redacted_both(results: Results) -> tuple[Results, dict[str, Any]]:
+    """The redacted results and their plain document, for renderers that read both (one conversion)."""
+    doc: dict[str, Any] = plain(results)
     if _needs_no_redaction(doc):
-        return results
-    return Results.from_dict(_redact_keys(redact_obj(doc)))
+        return results, doc
+    doc = redact_tree(doc)
+    return Results.from_dict(doc), doc
 
 
 def redacted_cell(cell: CellResult) -> dict[str, Any]:
-    doc: dict[str, Any] = _redact_keys(redact_obj(asdict(cell)))
-    return doc
+    return redact_tree(plain(cell))
 
 
 def scrub_text(text: str, *, markers: Iterable[str] = (REDACTED,), escape: Callable[[str], str] | None = None) -> str:
@@ -86,11 +94,6 @@ def _needs_no_redaction(doc: dict[str, Any]) -> bool:
                 stack.append(item)
         elif isinstance(value, list):
             stack.extend(value)
-    return all_clean(strings)
-
-
-def all_clean(strings: list[str]) -> bool:
-    """True when `redact` would change none of `strings` (see `_needs_no_redaction` for why one call will do)."""
     joined = "\n".join(strings)
     return redact(joined) == joined
 

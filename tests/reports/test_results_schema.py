@@ -12,7 +12,7 @@ import pytest
 from conformance import model
 from conformance.errors import ConformanceError, ResultsFormatError
 from conformance.model import ErrorClass, Outcome, Results
-from reports.sample import make_results
+from reports.sample import COVERAGE, make_results
 from reports.schema import load_results, schema, validate
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVz"
@@ -162,3 +162,74 @@ def test_load_results_reports_broken_json_and_missing_files(tmp_path: Path) -> N
         load_results(broken)
     with pytest.raises(ResultsFormatError, match=r"absent.json: cannot read"):
         load_results(tmp_path / "absent.json")
+
+
+def test_the_fast_conversion_equals_to_dict() -> None:
+    from reports.plain import plain
+
+    for seed in range(3):
+        results = make_results(200, seed)
+        assert plain(results) == results.to_dict()
+    merged = make_results(3, 0)
+    merged.meta.merged_from.append(model.MergedInput(label="a", file="a.json", started="x", cells=3))
+    assert plain(merged) == merged.to_dict()
+
+
+_WRONG_VALUES: list[Any] = [None, 0, -1, 1.5, 1.0, True, "", "x", "pass", [], ["x"], [1], {}, {"x": "y"}]
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(value, dict):
+        return [path] + [p for k, v in value.items() for p in _leaves(v, (*path, k))]
+    if isinstance(value, list):
+        return [path] + [p for i, v in enumerate(value) for p in _leaves(v, (*path, i))]
+    return [path]
+
+
+def test_the_quick_check_never_accepts_what_jsonschema_rejects() -> None:
+    # validate() trusts the compiled check's "valid"; so for every field, every wrong value must be caught.
+    from jsonschema import Draft202012Validator
+
+    from reports.schema_check import compile_schema
+
+    quick, full = compile_schema(schema()), Draft202012Validator(schema())
+    results = make_results(len(COVERAGE), seed=2)
+    assert quick(results.to_dict())  # str-enum members, as to_dict leaves them
+    # Every cell has the same schema: three cells with every optional part filled or empty are enough.
+    full_cell = next(c for c in results.cells if c.evidence.identity)
+    empty_cell = next(c for c in results.cells if c.evidence.identity is None)
+    results.cells = [full_cell, empty_cell]
+    assert full_cell.evidence.identity is not None
+    full_cell.evidence.identity.extra = {"scopes": ["a", "b"]}
+    full_cell.evidence.notes, full_cell.expectation.error_class = ["a note"], "timeout"
+    doc = json.loads(json.dumps(results.to_dict()))
+    doc["meta"]["merged_from"] = [dataclasses.asdict(model.MergedInput(label="a", file="a.json", started="x"))]
+    assert quick(doc) and full.is_valid(doc)
+    checked = 0
+    for path in _leaves(doc)[1:]:
+        for wrong in _WRONG_VALUES:
+            mutated = json.loads(json.dumps(doc))
+            parent = mutated
+            for step in path[:-1]:
+                parent = parent[step]
+            parent[path[-1]] = wrong
+            if quick(mutated):
+                assert full.is_valid(mutated), (path, wrong)
+            checked += 1
+        if isinstance(path[-1], str):  # and a dropped field, and an extra one beside it
+            mutated = json.loads(json.dumps(doc))
+            parent = mutated
+            for step in path[:-1]:
+                parent = parent[step]
+            del parent[path[-1]]
+            assert quick(mutated) == full.is_valid(mutated), path
+            parent[path[-1] + "_extra"] = 1
+            assert not quick(mutated)
+    assert checked > 1_000
+
+
+def test_the_quick_check_refuses_keywords_it_cannot_check() -> None:
+    from reports.schema_check import compile_schema
+
+    with pytest.raises(ValueError, match="pattern"):
+        compile_schema({"type": "string", "pattern": "^a"})
