@@ -115,6 +115,16 @@ class Evidence:
 
 
 @dataclass(slots=True, kw_only=True)
+class Observation:
+    """What a probe saw: an error class (NONE when the operation worked) and the evidence. Never a verdict."""
+
+    error_class: ErrorClass
+    evidence: Evidence
+    message: str = ""
+    skipped: bool = False  # the probe could not apply here (message says why)
+
+
+@dataclass(slots=True, kw_only=True)
 class Expectation:
     outcome: str = "pass"  # "pass" or "fail"
     error_class: str | None = None  # for "fail": the class that must occur

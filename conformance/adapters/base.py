@@ -1,0 +1,82 @@
+"""One interface over every client a cell can use: the native clients, real kubectl, the Python client.
+
+Probes speak to `ClientAdapter`; each adapter runs the operation its own way and fills `Evidence` with what
+it can see (the native client sees the wire; kubectl's verbose log says which protocol it used and whether
+it fell back). Adapters never judge: they report what happened and an error class derived from evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from conformance.config import Endpoint
+from conformance.model import ErrorClass, Evidence
+
+EXEC_PROTOCOLS = ("spdy", "ws-v5", "ws-v4", "ws-v1", "ws-base64", "ws-v4-base64")
+PORT_FORWARD_PROTOCOLS = ("spdy", "ws-tunnel", "ws-legacy")
+PLAIN = "http"  # plain requests: logs, watch, whoami, tls
+
+
+@dataclass
+class Session:
+    """Where and as whom: one target through one path, with one user's token."""
+
+    endpoint: Endpoint
+    token: str
+    namespace: str
+    user_agent: str  # carries the cell's marker so the audit event can be found
+    timeout_s: float
+    kubeconfig: Path | None = None  # written on demand for tools that need one (kubectl)
+
+
+@dataclass
+class OpResult:
+    error_class: ErrorClass
+    evidence: Evidence
+    message: str = ""
+    stdout: bytes = b""
+    stderr: bytes = b""
+    exit_code: int | None = None
+    received: list[bytes] = field(default_factory=list)  # port-forward: per connection
+    sha256: str | None = None  # cp: digest of what arrived
+
+
+class ClientAdapter(Protocol):
+    name: str  # cell coordinate, e.g. "native", "kubectl-1.35", "python"
+    version: str
+
+    def protocols(self, operation: str) -> tuple[str, ...]:
+        """The protocols this client can be pinned to for an operation (empty: not supported)."""
+        ...
+
+    async def exec(
+        self,
+        s: Session,
+        pod: str,
+        container: str,
+        command: list[str],
+        *,
+        protocol: str,
+        stdin: bytes | None = None,
+        expect_exit: int | None = 0,
+    ) -> OpResult:
+        """Run a command; an exit code other than `expect_exit` is an error (None: any code is fine)."""
+        ...
+
+    async def port_forward(
+        self, s: Session, pod: str, port: int, payloads: list[bytes], *, protocol: str
+    ) -> OpResult: ...
+
+    async def cp_upload(
+        self, s: Session, pod: str, container: str, local: Path, remote: str, *, protocol: str
+    ) -> OpResult: ...
+
+    async def cp_download(
+        self, s: Session, pod: str, container: str, remote: str, local: Path, *, protocol: str
+    ) -> OpResult: ...
+
+    async def attach(self, s: Session, pod: str, container: str, *, protocol: str, seconds: float) -> OpResult: ...
+
+    async def logs_follow(self, s: Session, pod: str, container: str, *, seconds: float) -> OpResult: ...

@@ -1,0 +1,199 @@
+"""The harness config: targets, paths, users (credential sources and expected identities), identity
+sources and the workload. Written by `conformance lab up` for the local lab, by hand for a real cluster
+(docs/config.md). Every error names the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from conformance.errors import ConfigError
+from conformance.redact import register_secret
+
+SUPPORTED_VERSIONS = (1,)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How a client reaches one target through one path."""
+
+    server: str
+    ca_file: str | None = None
+    proxy_url: str | None = None  # an HTTPS forward proxy reached with CONNECT
+    available: bool = True
+    insecure_skip_tls_verify: bool = False
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    endpoints: dict[str, Endpoint]  # by path name; "none" is straight to the target
+    impersonating_proxy: dict[str, Any] | None = None  # the identity the API server sees for proxied requests
+    standin: bool = False
+    client_impersonation: str = "refuse"  # what it does with client Impersonate-*: "refuse" or "authorize"
+
+
+@dataclass(frozen=True)
+class Path_:
+    name: str
+    description: str
+    kind: str
+    idle_timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    credential: dict[str, Any]
+    expect: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Workload:
+    namespace: str
+    pods: tuple[str, ...]
+    container: str
+    port: int
+    manage: bool = False
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class HarnessConfig:
+    source: str
+    path: Path
+    targets: dict[str, Target]
+    paths: dict[str, Path_]
+    users: dict[str, User]
+    workload: Workload
+    audit_log: Path | None
+    digest: str
+    raw: dict[str, Any]
+
+    def token(self, user: str) -> str:
+        """A bearer token for a configured user, minted or read now, and registered for redaction."""
+        if user not in self.users:
+            raise ConfigError(f"{self.path}: users.{user} is not defined (have: {', '.join(self.users)})")
+        return register_secret(resolve_credential(self.path, user, self.users[user].credential))
+
+
+def _need(data: dict[str, Any], key: str, where: str, path: Path, kind: type | tuple[type, ...] = str) -> Any:
+    if not isinstance(data, dict) or key not in data:
+        raise ConfigError(f"{path}: {where}.{key} is missing")
+    value = data[key]
+    if not isinstance(value, kind):
+        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(f"{path}: {where}.{key} must be a {expected}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _endpoint(data: Any, where: str, path: Path) -> Endpoint:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: {where} must be a mapping with a `server`")
+    return Endpoint(
+        server=_need(data, "server", where, path),
+        ca_file=data.get("ca_file"),
+        proxy_url=data.get("proxy_url"),
+        available=bool(data.get("available", True)),
+        insecure_skip_tls_verify=bool(data.get("insecure_skip_tls_verify", False)),
+    )
+
+
+def parse_config(data: Any, path: Path) -> HarnessConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    version = data.get("version")
+    if version not in SUPPORTED_VERSIONS:
+        raise ConfigError(f"{path}: version must be one of {SUPPORTED_VERSIONS}, got {version!r}")
+    targets: dict[str, Target] = {}
+    for name, t in _need(data, "targets", "", path, dict).items():
+        where = f"targets.{name}"
+        if not isinstance(t, dict):
+            raise ConfigError(f"{path}: {where} must be a mapping")
+        endpoints = {"none": _endpoint(t, where, path)}
+        for path_name, ep in (t.get("via") or {}).items():
+            endpoints[path_name] = _endpoint(ep, f"{where}.via.{path_name}", path)
+        targets[name] = Target(
+            name=name,
+            description=t.get("description", ""),
+            endpoints=endpoints,
+            impersonating_proxy=t.get("impersonating_proxy"),
+            standin=bool(t.get("standin")),
+            client_impersonation=t.get("client_impersonation", "refuse"),
+        )
+    paths = {"none": Path_("none", "straight to the target", "none")}
+    for name, p in (data.get("paths") or {}).items():
+        if not isinstance(p, dict):
+            raise ConfigError(f"{path}: paths.{name} must be a mapping")
+        paths[name] = Path_(name, p.get("description", ""), p.get("kind", name), p.get("idle_timeout_s"))
+    users = {}
+    for name, u in _need(data, "users", "", path, dict).items():
+        cred = _need(u, "credential", f"users.{name}", path, dict)
+        _need(cred, "type", f"users.{name}.credential", path)
+        users[name] = User(name, cred, u.get("expect") or {})
+    w = _need(data, "workload", "", path, dict)
+    workload = Workload(
+        namespace=_need(w, "namespace", "workload", path),
+        pods=tuple(_need(w, "pods", "workload", path, list)),
+        container=w.get("container", "main"),
+        port=int(w.get("port", 8080)),
+        manage=bool(w.get("manage", False)),
+        image=w.get("image"),
+    )
+    audit = (data.get("identity") or {}).get("audit") or {}
+    audit_log = Path(audit["path"]) if audit.get("type") == "file" and audit.get("path") else None
+    digest = hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()
+    return HarnessConfig(
+        source=data.get("source", str(path)),
+        path=path,
+        targets=targets,
+        paths=paths,
+        users=users,
+        workload=workload,
+        audit_log=audit_log,
+        digest=digest,
+        raw=data,
+    )
+
+
+def load_config(path: Path) -> HarnessConfig:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_config(data, path)
+
+
+def resolve_credential(path: Path, user: str, cred: dict[str, Any]) -> str:
+    """Turn a credential source into a token. Types: lab-oidc, token-file, env."""
+    kind = cred.get("type")
+    if kind == "lab-oidc":
+        from conformance.lab.issuer import TokenKind, mint_token
+
+        return mint_token(
+            Path(cred["signing_key"]),
+            cred["issuer"],
+            user=cred.get("user", user),
+            audience=cred.get("audience", "conformance-lab"),
+            kind=TokenKind.VALID,
+        )
+    if kind == "token-file":
+        try:
+            return Path(cred["path"]).read_text().strip()
+        except (OSError, KeyError) as exc:
+            raise ConfigError(f"{path}: users.{user}.credential.path: cannot read the token file") from exc
+    if kind == "env":
+        value = os.environ.get(cred.get("name", ""))
+        if not value:
+            raise ConfigError(f"{path}: users.{user}.credential: environment variable {cred.get('name')!r} is empty")
+        return value
+    raise ConfigError(f"{path}: users.{user}.credential.type must be lab-oidc, token-file or env, got {kind!r}")

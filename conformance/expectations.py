@@ -1,0 +1,138 @@
+"""Expectations: which cells should work, and which should fail with which error class.
+
+A file (or a built-in profile) is a list of rules; each rule matches cells by a glob per coordinate
+(target, path, protocol, operation, client) or by a glob over the cell id, and declares `outcome: pass` or
+`outcome: fail` with an `error_class`. Rules are read in order and the **last** matching rule wins, so a
+user's file can refine a profile by appending. A cell no rule matches is expected to pass.
+
+    version: 1
+    include: [lab]                      # optional: built-in profiles first
+    rules:
+      - match: {path: alb, protocol: spdy}
+        outcome: fail
+        error_class: upgrade-required
+        reason: AWS ALB forwards the request without the SPDY upgrade (FIELD.md)
+      - match: "jetstack-nlb-*"         # glob over the cell id
+        outcome: pass
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from conformance.errors import ConfigError
+from conformance.model import CellKey, ErrorClass, Expectation, Observation, Outcome
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+COORDINATES = ("target", "path", "protocol", "operation", "client")
+
+
+@dataclass(frozen=True)
+class Rule:
+    match: dict[str, str] | str
+    expectation: Expectation
+
+    def matches(self, key: CellKey) -> bool:
+        if isinstance(self.match, str):
+            return fnmatch.fnmatchcase(key.id, self.match)
+        return all(fnmatch.fnmatchcase(getattr(key, c), pattern) for c, pattern in self.match.items())
+
+
+def _parse_rule(data: Any, where: str) -> Rule:
+    if not isinstance(data, dict) or "match" not in data:
+        raise ConfigError(f"{where}: a rule must be a mapping with `match` and `outcome`")
+    match = data["match"]
+    if isinstance(match, dict):
+        unknown = set(match) - set(COORDINATES)
+        if unknown:
+            raise ConfigError(f"{where}.match: unknown coordinate(s) {sorted(unknown)}; use {', '.join(COORDINATES)}")
+        match = {k: str(v) for k, v in match.items()}
+    elif not isinstance(match, str):
+        raise ConfigError(f"{where}.match must be a glob string or a mapping of coordinates")
+    outcome = data.get("outcome", "pass")
+    if outcome not in ("pass", "fail"):
+        raise ConfigError(f"{where}.outcome must be `pass` or `fail`, got {outcome!r}")
+    error_class = data.get("error_class")
+    if error_class is not None:
+        try:
+            ErrorClass(error_class)
+        except ValueError:
+            known = ", ".join(e.value for e in ErrorClass)
+            raise ConfigError(f"{where}.error_class {error_class!r} is not one of: {known}") from None
+    return Rule(match, Expectation(outcome=outcome, error_class=error_class, reason=data.get("reason"), source=where))
+
+
+class Expectations:
+    def __init__(self, rules: list[Rule]) -> None:
+        self.rules = rules
+
+    @classmethod
+    def load(cls, spec: str | None) -> Expectations:
+        """`spec` is a file path, a built-in profile name, or None (no rules: everything should pass)."""
+        if not spec:
+            return cls([])
+        rules: list[Rule] = []
+        for part in spec.split(","):
+            rules += _load_source(part.strip(), set())
+        return cls(rules)
+
+    def for_cell(self, key: CellKey) -> Expectation:
+        chosen = Expectation(outcome="pass", source="default")
+        for rule in self.rules:
+            if rule.matches(key):
+                chosen = rule.expectation
+        return chosen
+
+
+def builtin_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def _load_source(spec: str, seen: set[str]) -> list[Rule]:
+    path = Path(spec)
+    if not path.is_file():
+        path = PROFILE_DIR / f"{spec}.yaml"
+        if not path.is_file():
+            raise ConfigError(
+                f"expectations {spec!r}: neither a file nor a built-in profile ({', '.join(builtin_profiles())})"
+            )
+    if str(path) in seen:
+        raise ConfigError(f"{path}: include cycle")
+    seen = seen | {str(path)}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or data.get("version") != 1:
+        raise ConfigError(f"{path}: expected a mapping with `version: 1`")
+    rules: list[Rule] = []
+    for inc in data.get("include") or []:
+        rules += _load_source(str(inc), seen)
+    for i, raw in enumerate(data.get("rules") or []):
+        rules.append(_parse_rule(raw, f"{path}:rules[{i}]"))
+    return rules
+
+
+def judge(expectation: Expectation, observation: Observation) -> tuple[Outcome, str]:
+    """Observation + expectation -> outcome and a one-line reason."""
+    if observation.skipped:
+        return Outcome.SKIP, observation.message
+    if observation.error_class is ErrorClass.HARNESS:
+        return Outcome.ERROR, observation.message
+    worked = observation.error_class is ErrorClass.NONE
+    if expectation.outcome == "pass":
+        if worked:
+            return Outcome.PASS, "worked"
+        return Outcome.FAIL, f"{observation.error_class.value}: {observation.message}"
+    if worked:
+        return Outcome.UNEXPECTED_PASS, f"declared to fail with {expectation.error_class or 'an error'}, but worked"
+    if expectation.error_class is None or expectation.error_class == observation.error_class.value:
+        return Outcome.EXPECTED_FAIL, f"{observation.error_class.value} as declared"
+    return Outcome.FAIL, (
+        f"expected {expectation.error_class}, got {observation.error_class.value}: {observation.message}"
+    )

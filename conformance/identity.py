@@ -1,0 +1,147 @@
+"""The identity the API server applied to a probe's own request.
+
+Two sources, best first:
+- the API server's audit log (a file the config names), matched to the probe's request by a marker the
+  probe put in the request URI (an exec argument) or its User-Agent;
+- a SelfSubjectReview sent through the same target and path, which says who *a* request with the same
+  credential is, but not that request.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from conformance.model import Identity
+
+CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
+# The audit log can be large: only its tail is searched, bounded, so a probe never reads gigabytes.
+AUDIT_TAIL_BYTES = 8 * 1024 * 1024
+AUDIT_WAIT_S = 5.0
+AUDIT_POLL_S = 0.1
+
+
+def _tail_lines(path: Path, max_bytes: int = AUDIT_TAIL_BYTES) -> Iterator[str]:
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - max_bytes))
+        data = f.read()
+    lines = data.splitlines()
+    if size > max_bytes and lines:
+        lines = lines[1:]  # the first line is probably cut
+    for raw in reversed(lines):
+        yield raw.decode("utf-8", "replace")
+
+
+def identity_from_audit_event(event: dict[str, Any]) -> Identity:
+    user = event.get("user") or {}
+    imp = event.get("impersonatedUser")
+    credential = (user.get("extra") or {}).get(CREDENTIAL_ID)
+    if imp:
+        return Identity(
+            user=imp.get("username", ""),
+            groups=list(imp.get("groups") or []),
+            extra={k: list(v) for k, v in (imp.get("extra") or {}).items()},
+            uid=imp.get("uid"),
+            authenticated_as=user.get("username"),
+            authenticated_groups=list(user.get("groups") or []),
+            credential_id=_credential_kind(credential),
+            source="audit",
+        )
+    return Identity(
+        user=user.get("username", ""),
+        groups=list(user.get("groups") or []),
+        extra={k: list(v) for k, v in (user.get("extra") or {}).items() if k != CREDENTIAL_ID},
+        uid=user.get("uid"),
+        credential_id=_credential_kind(credential),
+        source="audit",
+    )
+
+
+def _credential_kind(values: list[str] | None) -> str | None:
+    """`X509SHA256=...` (a client cert), `JTI=...` (a bound token or an OIDC token with jti): keep the kind only,
+    never the value, which identifies a credential."""
+    if not values:
+        return None
+    return values[0].split("=", 1)[0]
+
+
+def find_audit_event(
+    audit_log: Path, marker: str, *, subresource: str | None = None, deadline_s: float = AUDIT_WAIT_S
+) -> dict[str, Any] | None:
+    """The newest audit event whose requestURI or userAgent contains `marker` (polls until the deadline:
+    the API server writes the event when the request completes)."""
+    end = time.monotonic() + deadline_s
+    while True:
+        if audit_log.is_file():
+            for line in _tail_lines(audit_log):
+                if marker not in line:
+                    continue
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if marker not in event.get("requestURI", "") and marker not in event.get("userAgent", ""):
+                    continue
+                if subresource and (event.get("objectRef") or {}).get("subresource") != subresource:
+                    continue
+                return dict(event)
+        if time.monotonic() >= end:
+            return None
+        time.sleep(AUDIT_POLL_S)
+
+
+async def self_subject_review(
+    server: str,
+    token: str,
+    *,
+    ca_file: str | None,
+    proxy_url: str | None = None,
+    timeout_s: float = 10.0,
+    insecure: bool = False,
+) -> Identity:
+    ctx: ssl.SSLContext | bool
+    if insecure:
+        ctx = False
+    else:
+        ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    async with httpx.AsyncClient(verify=ctx, timeout=timeout_s, proxy=proxy_url) as client:
+        resp = await client.post(
+            f"{server}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    resp.raise_for_status()
+    info = resp.json()["status"]["userInfo"]
+    extra = {k: list(v) for k, v in (info.get("extra") or {}).items()}
+    credential = extra.pop(CREDENTIAL_ID, None)
+    return Identity(
+        user=info.get("username", ""),
+        groups=list(info.get("groups") or []),
+        extra=extra,
+        uid=info.get("uid"),
+        credential_id=_credential_kind(credential),
+        source="selfsubjectreview",
+    )
+
+
+def identity_mismatch(seen: Identity, expect: dict[str, Any], proxy: dict[str, Any] | None) -> str | None:
+    """Why `seen` is not what the config expects, or None. Groups expected must all be present."""
+    problems = []
+    if expect.get("user") and seen.user != expect["user"]:
+        problems.append(f"user {seen.user!r} != expected {expect['user']!r}")
+    missing = sorted(set(expect.get("groups") or []) - set(seen.groups))
+    if missing:
+        problems.append(f"groups {seen.groups} lack {missing}")
+    if proxy and seen.source == "audit":
+        if seen.authenticated_as != proxy.get("user"):
+            problems.append(f"authenticated as {seen.authenticated_as!r}, expected the proxy {proxy.get('user')!r}")
+    return "; ".join(problems) or None

@@ -1,0 +1,165 @@
+"""Plain requests through a target and path: whoami (SelfSubjectReview), a long-lived watch, and TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import socket
+import ssl
+import time
+from urllib.parse import urlsplit
+
+import httpx
+from cryptography import x509
+
+from conformance.classify import classify_status, classify_text
+from conformance.model import ErrorClass, Evidence, Observation
+from probes.common import ProbeContext
+
+WATCH_HOLD_S = 5.0
+
+
+def _client(ctx: ProbeContext, timeout_s: float) -> httpx.AsyncClient:
+    ep = ctx.session.endpoint
+    verify: ssl.SSLContext | bool = (
+        False
+        if ep.insecure_skip_tls_verify
+        else (ssl.create_default_context(cafile=ep.ca_file) if ep.ca_file else ssl.create_default_context())
+    )
+    return httpx.AsyncClient(
+        verify=verify,
+        timeout=timeout_s,
+        proxy=ep.proxy_url,
+        headers={"Authorization": f"Bearer {ctx.session.token}", "User-Agent": ctx.session.user_agent},
+    )
+
+
+def _failed(evidence: Evidence, exc: Exception) -> Observation:
+    text = f"{type(exc).__name__}: {exc}"
+    evidence.error = text
+    cls = ErrorClass.TIMEOUT if isinstance(exc, httpx.TimeoutException) else classify_text(text)
+    return Observation(error_class=cls, evidence=evidence, message=text)
+
+
+async def probe_whoami(ctx: ProbeContext) -> Observation:
+    evidence = Evidence(protocol_requested="http")
+    start = time.monotonic()
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    try:
+        async with _client(ctx, ctx.session.timeout_s) as client:
+            resp = await client.post(
+                f"{ctx.session.endpoint.server}/apis/authentication.k8s.io/v1/selfsubjectreviews", json=body
+            )
+    except httpx.HTTPError as exc:
+        return _failed(evidence, exc)
+    evidence.timings.total_s = time.monotonic() - start
+    evidence.status_line = f"HTTP/{resp.http_version.split('/')[-1]} {resp.status_code} {resp.reason_phrase}"
+    if resp.status_code != 201:
+        evidence.body_excerpt = resp.text[:500]
+        return Observation(
+            error_class=classify_status(resp.status_code, resp.text),
+            evidence=evidence,
+            message=f"SelfSubjectReview answered {resp.status_code}",
+        )
+    user = resp.json().get("status", {}).get("userInfo", {})
+    evidence.notes.append(f"SelfSubjectReview: {user.get('username')} {user.get('groups')}")
+    return Observation(error_class=ErrorClass.NONE, evidence=evidence, message="SelfSubjectReview answered")
+
+
+async def probe_watch(ctx: ProbeContext) -> Observation:
+    """A watch on the workload's pods must stay open (and deliver the initial events) for WATCH_HOLD_S."""
+    evidence = Evidence(protocol_requested="http")
+    url = f"{ctx.session.endpoint.server}/api/v1/namespaces/{ctx.session.namespace}/pods"
+    start = time.monotonic()
+    events = 0
+    try:
+        async with (
+            _client(ctx, WATCH_HOLD_S + 10) as client,
+            client.stream("GET", url, params={"watch": "true", "timeoutSeconds": str(int(WATCH_HOLD_S) + 30)}) as resp,
+        ):
+            evidence.status_line = f"HTTP/{resp.http_version.split('/')[-1]} {resp.status_code} {resp.reason_phrase}"
+            if resp.status_code != 200:
+                text = (await resp.aread()).decode("utf-8", "replace")
+                evidence.body_excerpt = text[:500]
+                return Observation(
+                    error_class=classify_status(resp.status_code, text),
+                    evidence=evidence,
+                    message=f"watch answered {resp.status_code}",
+                )
+            try:
+                async with asyncio.timeout(WATCH_HOLD_S):
+                    async for line in resp.aiter_lines():
+                        events += 1 if line.strip() else 0
+                    ended = time.monotonic() - start
+                    evidence.error = f"the watch was closed after {ended:.1f}s"
+                    return Observation(error_class=ErrorClass.RESET, evidence=evidence, message=evidence.error)
+            except TimeoutError:
+                pass  # held open for the whole period: what we wanted
+    except httpx.HTTPError as exc:
+        return _failed(evidence, exc)
+    evidence.timings.total_s = time.monotonic() - start
+    evidence.notes.append(f"{events} watch event(s) in {WATCH_HOLD_S:.0f}s")
+    if events == 0:
+        return Observation(
+            error_class=ErrorClass.DATA_MISMATCH,
+            evidence=evidence,
+            message="the watch stayed open but delivered no initial events",
+        )
+    return Observation(
+        error_class=ErrorClass.NONE, evidence=evidence, message=f"watch held {WATCH_HOLD_S:.0f}s with {events} event(s)"
+    )
+
+
+def _tls_handshake(ctx: ProbeContext, alpn: list[str]) -> tuple[ssl.SSLSocket, float]:
+    ep = ctx.session.endpoint
+    url = urlsplit(ep.server)
+    host, port = url.hostname or "127.0.0.1", url.port or 443
+    tls = ssl.create_default_context(cafile=ep.ca_file) if ep.ca_file else ssl.create_default_context()
+    if ep.insecure_skip_tls_verify:
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+    tls.set_alpn_protocols(alpn)
+    start = time.monotonic()
+    if ep.proxy_url:
+        proxy = urlsplit(ep.proxy_url)
+        raw = socket.create_connection(
+            (proxy.hostname or "127.0.0.1", proxy.port or 3128), timeout=ctx.session.timeout_s
+        )
+        raw.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        status_line = raw.recv(4096).split(b"\r\n", 1)[0]
+        if status_line.split(b" ")[1:2] != [b"200"]:
+            raw.close()
+            raise ConnectionError(f"proxy refused CONNECT: {status_line.decode(errors='replace')}")
+    else:
+        raw = socket.create_connection((host, port), timeout=ctx.session.timeout_s)
+    return tls.wrap_socket(raw, server_hostname=host), time.monotonic() - start
+
+
+async def probe_tls(ctx: ProbeContext) -> Observation:
+    """The chain verifies against the configured CA; days to expiry; which ALPN protocols are offered."""
+    evidence = Evidence(protocol_requested="http")
+    offered = []
+    try:
+        for alpn in (["h2", "http/1.1"], ["http/1.1"]):
+            sock, took = await asyncio.to_thread(_tls_handshake, ctx, alpn)
+            with sock:
+                chosen = sock.selected_alpn_protocol()
+                offered.append(chosen or "none")
+                der = sock.getpeercert(binary_form=True)
+            evidence.timings.tls_s = took
+    except (OSError, ssl.SSLError) as exc:
+        evidence.error = f"{type(exc).__name__}: {exc}"
+        cls = ErrorClass.TLS if isinstance(exc, ssl.SSLError) else classify_text(str(exc))
+        return Observation(error_class=cls, evidence=evidence, message=evidence.error)
+    cert = x509.load_der_x509_certificate(der or b"")
+    days = (cert.not_valid_after_utc - dt.datetime.now(dt.UTC)).days
+    evidence.notes += [
+        f"ALPN chosen when offering h2,http/1.1: {offered[0]}",
+        f"certificate expires in {days} days",
+        f"issuer: {cert.issuer.rfc4514_string()}",
+    ]
+    return Observation(
+        error_class=ErrorClass.NONE,
+        evidence=evidence,
+        message=f"chain verifies; {days} days to expiry; ALPN {offered[0]}",
+    )
