@@ -52,6 +52,8 @@ class ErrorClass(enum.StrEnum):
     WRONG_IDENTITY = "wrong-identity"  # worked, but the API server saw another user than expected
     DATA_MISMATCH = "data-mismatch"  # bytes came back different
     SERVER_ERROR = "server-error"  # other 5xx
+    ELEVATED = "elevated"  # security: a client-supplied identity header changed who the API server saw
+    ACCEPTED_BAD_CREDENTIAL = "accepted-bad-credential"  # security: a bad or missing token was let through
     HARNESS = "harness"  # our own bug
 
 
