@@ -9,6 +9,8 @@ from conformance.model import CellResult, ErrorClass, Outcome
 from reports.text import one_line
 
 ERROR_EXCERPT = 120  # characters of error text in a one-line summary
+# Classes where who the API server saw is the finding itself.
+_IDENTITY_CLASSES = frozenset({ErrorClass.WRONG_IDENTITY, ErrorClass.ELEVATED, ErrorClass.ACCEPTED_BAD_CREDENTIAL})
 
 
 def key_evidence(cell: CellResult) -> str:
@@ -22,7 +24,7 @@ def key_evidence(cell: CellResult) -> str:
     if cell.outcome is Outcome.UNEXPECTED_PASS:
         declared = cell.expectation.error_class or "any error"
         parts.append(f"expected to fail with {declared}")
-    if cell.error_class is ErrorClass.WRONG_IDENTITY and ev.identity is not None:
+    if cell.error_class in _IDENTITY_CLASSES and ev.identity is not None:
         parts.append(f"API server saw {one_line(ev.identity.user, 60)}")
     if ev.fallback:
         parts.append(f"fallback {one_line(ev.fallback, 40)}")

@@ -80,8 +80,15 @@ _FAILURE_EVIDENCE: dict[ErrorClass, tuple[str | None, str, str | None]] = {
         "Internal error occurred: error dialing backend",
         None,
     ),
+    ErrorClass.ELEVATED: ("HTTP/1.1 101 Switching Protocols",
+                          "client-sent Impersonate-User: system:admin reached the API server", None),
+    ErrorClass.ACCEPTED_BAD_CREDENTIAL: ("HTTP/1.1 101 Switching Protocols",
+                                         "an expired token was accepted and the exec ran", None),
     ErrorClass.HARNESS: (None, "Traceback (most recent call last): KeyError: 'stdout' in probes/exec.py", None),
 }
+
+# Failures that still reached the API server, so it recorded an identity.
+_SEEN_BY_API_SERVER = frozenset({ErrorClass.WRONG_IDENTITY, ErrorClass.ELEVATED, ErrorClass.ACCEPTED_BAD_CREDENTIAL})
 
 # Every outcome and every error class, once each (expected-fail and fail alternate over the classes).
 _FAILING = [c for c in ErrorClass if c not in (ErrorClass.NONE, ErrorClass.HARNESS)]
@@ -153,7 +160,7 @@ def _negotiated(key: CellKey) -> str:
 
 def _identity(key: CellKey, error_class: ErrorClass, rng: random.Random) -> Identity:
     proxied = key.target != "direct"
-    user = "mallory" if error_class is ErrorClass.WRONG_IDENTITY else "alice"
+    user = {ErrorClass.WRONG_IDENTITY: "mallory", ErrorClass.ELEVATED: "system:admin"}.get(error_class, "alice")
     return Identity(
         user=user,
         groups=["devs", "system:authenticated"],
@@ -215,7 +222,7 @@ def _cell(key: CellKey, outcome: Outcome, error_class: ErrorClass, rng: random.R
         error=error if ran and not worked else None,
         exit_code=0 if worked and key.operation in ("exec", "cp") else None,
         identity=_identity(key, error_class, rng)
-        if ran and (worked or error_class is ErrorClass.WRONG_IDENTITY)
+        if ran and (worked or error_class in _SEEN_BY_API_SERVER)
         else None,
         timings=timings,
         bytes_sent=sent,

@@ -142,6 +142,15 @@ def test_clicking_a_cell_shows_its_evidence(page: Any, results: Results) -> None
     assert panel.is_hidden()
 
 
+def test_the_needs_a_look_list_opens_evidence_too(page: Any, results: Results) -> None:
+    worst = next(c for c in results.cells if c.outcome is Outcome.FAIL)  # the list is worst first
+    page.locator("#look summary").click()
+    entry = page.locator("#look button.open").first
+    assert entry.inner_text() == worst.id
+    entry.click()
+    assert worst.id in page.locator("#panel").inner_text()
+
+
 def test_hostile_evidence_stays_text(page: Any, results: Results) -> None:
     hostile = next(c for c in results.cells if c.evidence.error and HOSTILE in c.evidence.error)
     page.locator(f"#grid button[data-id='{hostile.id}']").click()
