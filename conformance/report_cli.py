@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TextIO
 
 from conformance.errors import ConfigError
 
@@ -87,13 +86,12 @@ def _merge(args: argparse.Namespace, files: list[str]) -> int:
     return 0
 
 
-def _color(args: argparse.Namespace, stream: TextIO | None = None) -> bool:
+def _color(args: argparse.Namespace) -> bool:
     if args.output or args.color == "never":
         return False
     if args.color == "always":
         return True
-    out = stream or sys.stdout
-    return out.isatty() and "NO_COLOR" not in os.environ  # https://no-color.org
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ  # the no-color.org convention
 
 
 def _emit(args: argparse.Namespace, text: str) -> None:
