@@ -1,0 +1,98 @@
+"""WebSocket sessions on the ``websockets`` library's asyncio API, over our own connected stream.
+
+We connect (TCP, CONNECT through an HTTPS proxy, TLS) ourselves, as for SPDY, so both protocols get
+the same per-phase timings and the same typed proxy errors, then hand the transport to a
+``websockets`` ``ClientConnection`` the way ``websockets.asyncio.client.connect`` does internally
+(``set_protocol`` + ``connection_made`` + ``handshake``). A refused handshake keeps the status,
+headers and body of ``InvalidStatus.response``.
+
+Settings follow client-go: no compression (the Go servers do not negotiate it), a ping every 5 s,
+messages capped (``MAX_MESSAGE``) so a peer cannot make us buffer without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+
+from websockets.asyncio.client import ClientConnection
+from websockets.client import ClientProtocol
+from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
+
+from conformance.model import Evidence
+from conformance.transport.connect import open_stream
+from conformance.transport.endpoint import Endpoint
+from conformance.transport.errors import StreamingError, map_exception
+from conformance.transport.timeouts import Deadline, Phase
+from conformance.transport.upgrade import record_request, record_response
+
+MAX_MESSAGE = 4 * 1024 * 1024  # Go servers write 32 KiB chunks; 4 MiB bounds a hostile one
+MAX_QUEUE = 16  # received frames buffered before websockets stops reading (its flow control)
+PING_INTERVAL = 5.0  # client-go's WebSocket ping period
+
+
+async def websocket_connect(endpoint: Endpoint, target: str, subprotocols: Sequence[str], deadline: Deadline,
+                            evidence: Evidence) -> ClientConnection:
+    """An open WebSocket on ``target`` (path and query) offering ``subprotocols`` in order."""
+    stream = await open_stream(endpoint, deadline, evidence)
+    scheme = "wss" if endpoint.secure else "ws"
+    full_target = endpoint.path_prefix + target
+    uri = parse_uri(f"{scheme}://{endpoint.authority}{full_target}")
+    protocol = ClientProtocol(uri, subprotocols=[Subprotocol(p) for p in subprotocols], max_size=MAX_MESSAGE)
+    ws = ClientConnection(protocol, ping_interval=PING_INTERVAL, ping_timeout=deadline.timeouts.read,
+                          close_timeout=deadline.timeouts.close, max_queue=MAX_QUEUE)
+    transport = stream.transport
+    transport.set_protocol(ws)
+    ws.connection_made(transport)
+    headers = endpoint.request_headers()
+    user_agent = next((v for k, v in headers if k.lower() == "user-agent"), None)
+    extra = [(k, v) for k, v in headers if k.lower() != "user-agent"]
+    shown = [("Host", endpoint.authority), *extra, ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+             ("Sec-WebSocket-Protocol", ", ".join(subprotocols))]
+    record_request(evidence, "GET", full_target, shown)
+    started = time.monotonic()
+    try:
+        async with deadline.phase(Phase.UPGRADE):
+            await ws.handshake(extra, user_agent_header=user_agent)
+    except BaseException as exc:
+        response = ws.response
+        transport.abort()
+        await _reap(ws)
+        if response is not None and not evidence.status_line:
+            record_response(evidence, f"HTTP/1.1 {response.status_code} {response.reason_phrase}",
+                            list(response.headers.raw_items()))
+        if isinstance(exc, StreamingError):
+            raise
+        if isinstance(exc, Exception):
+            raise map_exception(exc, phase=Phase.UPGRADE, evidence=evidence, bytes_so_far=bytes(stream.head)) from exc
+        raise
+    evidence.timings.upgrade_s = time.monotonic() - started
+    assert ws.response is not None
+    record_response(evidence, f"HTTP/1.1 {ws.response.status_code} {ws.response.reason_phrase}",
+                    list(ws.response.headers.raw_items()))
+    evidence.protocol_negotiated = ws.subprotocol or ""
+    return ws
+
+
+async def close_websocket(ws: ClientConnection, deadline: Deadline) -> None:
+    """Close with 1000 within the close budget, then make sure the socket and tasks are gone."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(deadline.timeouts.close):
+            await ws.close()
+    await _reap(ws)
+
+
+async def _reap(ws: ClientConnection) -> None:
+    ws.transport.abort()
+    # websockets runs a keepalive task; wait for connection_lost so it is cancelled and collected.
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            await asyncio.shield(ws.connection_lost_waiter)
+    keepalive = getattr(ws, "keepalive_task", None)
+    if keepalive is not None:
+        keepalive.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await keepalive
