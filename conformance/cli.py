@@ -1,9 +1,9 @@
 """The `conformance` command.
 
 conformance lab build [--force] [--only NAME ...]
-conformance lab up | down | status | env
+conformance lab up [--paths nlb,alb,ingress,gateway,https-proxy | all | none] | down | status | env
 conformance lab token --user alice [--kind expired]
-conformance lab kubeconfig --target jetstack --user alice [--output FILE]
+conformance lab kubeconfig --target jetstack|direct|openunison [--path alb] --user alice [--output FILE]
 conformance report RESULTS [--format terminal|md|html|junit|json] [--output FILE]
 conformance report diff OLD NEW [--format terminal|md]  |  conformance report merge A B ... --output FILE
 """
@@ -13,9 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from conformance import report_cli
 from conformance.errors import ConformanceError
+
+if TYPE_CHECKING:
+    from conformance.lab.lab import ComponentStatus
 
 
 def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,12 +28,22 @@ def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     build = labsub.add_parser("build", help="build or install every lab component into the cache")
     build.add_argument("--force", action="store_true", help="rebuild even if cached")
     build.add_argument(
-        "--only", action="append", default=[], help="kubernetes, etcd, kwok, kube-oidc-proxy or kubectl (repeatable)"
+        "--only",
+        action="append",
+        default=[],
+        help="kubernetes, etcd, kwok, kube-oidc-proxy, kubectl, or paths (haproxy, nginx, squid, envoy) (repeatable)",
     )
     up = labsub.add_parser("up", help="start the lab (builds missing components first)")
     up.add_argument("--port-base", type=int, default=None, help="first port of the lab's block (default 17400)")
+    up.add_argument(
+        "--paths",
+        default=None,
+        help="network paths to start, comma-separated: nlb, alb, ingress, gateway, https-proxy; `all` (the "
+        "default) or `none`. On a running lab, starts those missing or dead. Env "
+        "CONFORMANCE_LAB_ALB_IDLE_TIMEOUT sets the alb's idle timeout (default 60 s).",
+    )
     labsub.add_parser("down", help="stop every lab process")
-    labsub.add_parser("status", help="each component, its pid, port and health")
+    labsub.add_parser("status", help="each component, its pid, port, health and resident memory")
     labsub.add_parser("env", help="the lab's endpoints as shell export lines")
     token = labsub.add_parser("token", help="print an OIDC token for a lab user")
     token.add_argument("--user", required=True)
@@ -40,7 +54,8 @@ def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     token.add_argument("--lifetime", type=int, default=3600, help="seconds")
     kubeconfig = labsub.add_parser("kubeconfig", help="write a kubeconfig for a lab user through a target")
-    kubeconfig.add_argument("--target", default="direct")
+    kubeconfig.add_argument("--target", default="direct", help="direct, jetstack or openunison")
+    kubeconfig.add_argument("--path", default="none", help="none (default), nlb, alb, ingress, gateway, https-proxy")
     kubeconfig.add_argument("--user", required=True)
     kubeconfig.add_argument("--output", default=None)
 
@@ -54,19 +69,13 @@ def _run_lab(args: argparse.Namespace) -> int:
     if cmd == "build":
         build.build_all(force=args.force, only=args.only)
     elif cmd == "up":
-        lab.up(port_base=args.port_base)
+        from conformance.lab.network_paths import parse_path_list
+
+        lab.up(port_base=args.port_base, paths=None if args.paths is None else parse_path_list(args.paths))
     elif cmd == "down":
         lab.down()
     elif cmd == "status":
-        rows = lab.status()
-        if not rows:
-            print("the lab is not running: start it with `conformance lab up`")
-            return 1
-        print(f"{'COMPONENT':<24} {'PID':>7} {'PORT':>6}  HEALTH")
-        for row in rows:
-            health = "healthy" if row.healthy else ("UNHEALTHY" if row.alive else "DEAD")
-            print(f"{row.name:<24} {row.pid:>7} {row.port or '-':>6}  {health} ({row.detail})")
-        return 0 if all(r.healthy for r in rows) else 1
+        return _print_status(lab.status())
     elif cmd == "env":
         print("\n".join(lab.env_lines()))
     elif cmd == "token":
@@ -78,8 +87,22 @@ def _run_lab(args: argparse.Namespace) -> int:
             raise ConformanceError(f"unknown token kind {args.kind!r}: choose one of {', '.join(kinds)}")
         print(lab.token(args.user, kinds[args.kind], lifetime_s=args.lifetime))
     elif cmd == "kubeconfig":
-        print(lab.kubeconfig(args.target, args.user, Path(args.output) if args.output else None))
+        print(lab.kubeconfig(args.target, args.user, Path(args.output) if args.output else None, path=args.path))
     return 0
+
+
+def _print_status(rows: Sequence[ComponentStatus]) -> int:
+    if not rows:
+        print("the lab is not running: start it with `conformance lab up`")
+        return 1
+    print(f"{'COMPONENT':<24} {'PID':>7} {'PORT':>6} {'RSS MiB':>8}  HEALTH")
+    for row in rows:
+        health = "healthy" if row.healthy else ("UNHEALTHY" if row.alive else "DEAD")
+        rss = f"{row.rss_kib / 1024:.1f}" if row.alive else "-"
+        print(f"{row.name:<24} {row.pid:>7} {row.port or '-':>6} {rss:>8}  {health} ({row.detail})")
+    total = sum(r.rss_kib for r in rows) / 1024
+    print(f"{'TOTAL':<24} {'':>7} {'':>6} {total:>8.1f}  resident memory of every lab process (VmRSS)")
+    return 0 if all(r.healthy for r in rows) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

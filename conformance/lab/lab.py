@@ -1,8 +1,13 @@
 """`conformance lab up|down|status|env|kubeconfig|token`: run the local lab on loopback.
 
 Start order: OIDC issuer -> etcd -> kube-apiserver -> lab objects -> controller-manager, scheduler ->
-workload (echo + pod log) -> kwok -> kube-oidc-proxy. Any failure stops everything started so far and
-raises a ComponentError naming the component with its log tail.
+workload (echo + pod log) -> kwok -> kube-oidc-proxy -> openunison stand-in -> network paths (all, or
+those asked for). Any failure stops everything started so far and raises a ComponentError naming the
+component with its log tail.
+
+The openunison target and the paths are "edge" processes: `up` on a running lab starts any asked-for
+edge process that is missing or dead without touching the rest, and `status` marks a dead one
+unavailable in the harness config.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,14 +24,16 @@ from typing import Any
 import yaml
 
 from conformance.errors import ComponentError, LabError
-from conformance.lab import bootstrap, topology
+from conformance.lab import bootstrap, edges, network_paths, openunison, topology
 from conformance.lab.build import Progress, build_all, installed_components
 from conformance.lab.harness_config import harness_config
 from conformance.lab.issuer import LAB_USERS, TokenKind, mint_token
 from conformance.lab.kubeconfigs import kubeconfig_dict, write_kubeconfig
+from conformance.lab.network_paths import NO_PATH, PATH_NAMES, PATHS
 from conformance.lab.paths import lab_dir
 from conformance.lab.pki import ensure_pki
-from conformance.lab.supervisor import Supervisor, check_health, log_tail, pid_alive
+from conformance.lab.process_memory import session_rss_kib
+from conformance.lab.supervisor import ProcessRecord, Supervisor, check_health, log_tail, pid_alive
 from conformance.lab.topology import NAMESPACE, Layout
 
 START_DEADLINE_S = {
@@ -40,8 +47,9 @@ START_DEADLINE_S = {
     "kube-oidc-proxy": 30,
 }
 KUBECONFIG_TOKEN_LIFETIME_S = 12 * 3600
-TARGETS = ("direct", "jetstack")
+TARGETS = network_paths.TARGET_NAMES
 REQUIRED = ("kubernetes", "etcd", "kwok", "kube-oidc-proxy")
+HEALTH_TIMEOUT_S = 1.0
 
 
 @dataclass
@@ -52,6 +60,7 @@ class ComponentStatus:
     alive: bool
     healthy: bool
     detail: str
+    rss_kib: int = 0  # resident memory of the process and its session's children
 
 
 def state_file() -> Path:
@@ -67,15 +76,31 @@ def load_state() -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _binaries(progress: Progress) -> tuple[dict[str, str], dict[str, str], bool]:
+def _save_state(state: dict[str, Any]) -> None:
+    _write_atomic(state_file(), json.dumps(state, indent=2) + "\n")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # Readers (pytest workers, `lab status` run beside them) never see half a file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _binaries(progress: Progress, paths: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str], bool]:
     components = installed_components()
     if not all(name in components for name in REQUIRED):
         progress("lab", "some components are not built yet: running `conformance lab build`")
         build_all(progress)
         components = installed_components()
+    software = edges.software_for(paths)
+    if not all(name in components for name in software):
+        progress("lab", f"checking the network paths' software: {', '.join(software)}")
+        build_all(progress, only=software)
+        components = installed_components()
     binaries: dict[str, str] = {}
     versions: dict[str, str] = {}
-    for name in REQUIRED:
+    for name in (*REQUIRED, *software):
         binaries.update(components[name].binaries)
         versions[name] = components[name].version
     for name, manifest in components.items():
@@ -96,52 +121,78 @@ def current_layout() -> Layout:
     return _layout(lab_dir(), state["port_base"], state["binaries"])
 
 
-def status() -> list[ComponentStatus]:
+def _alive() -> dict[str, bool]:
+    return {rec.name: pid_alive(rec.pid) for rec in Supervisor(lab_dir()).records()}
+
+
+def status(refresh_config: bool = True) -> list[ComponentStatus]:
+    """Each process: alive, healthy, resident memory. Also marks dead edges unavailable in the harness config."""
     sup = Supervisor(lab_dir())
     state = load_state()
-    ca = str(lab_dir() / "pki" / "ca.crt") if state else None
+    layout = current_layout() if state else None
+    records = sup.records()
+    rss = session_rss_kib(r.pid for r in records)
     result = []
-    for rec in sup.records():
+    for rec in records:
         alive = pid_alive(rec.pid)
         healthy, detail = (False, "process not running")
         if alive:
             if rec.health:
-                healthy, detail = check_health(rec.health, None if rec.health_insecure else ca, timeout=1.0)
+                ca = None if rec.health_insecure or layout is None else edges.health_ca(layout, rec.name)
+                healthy, detail = check_health(rec.health, ca, timeout=HEALTH_TIMEOUT_S)
             else:
                 healthy, detail = True, "running"
-        result.append(ComponentStatus(rec.name, rec.pid, rec.port, alive, healthy, detail))
+        result.append(
+            ComponentStatus(rec.name, rec.pid, rec.port, alive, healthy, detail, rss.get(rec.pid, 0) if alive else 0)
+        )
+    if refresh_config and state is not None and layout is not None:
+        _write_harness_config(layout, state, {c.name: c.alive for c in result})
     return result
 
 
+def _core_up(alive: dict[str, bool]) -> bool:
+    core = [name for name in alive if name not in edges.EDGE_NAMES]
+    return bool(core) and all(alive[name] for name in core)
+
+
 def is_up() -> bool:
-    components = status()
-    return bool(components) and all(c.alive for c in components) and load_state() is not None
+    """The core lab (API server, targets' dependencies) runs; an edge process may have died (see status)."""
+    return load_state() is not None and _core_up(_alive())
 
 
-def up(emit: Callable[[str], None] = print, port_base: int | None = None) -> dict[str, Any]:
+def up(
+    emit: Callable[[str], None] = print, port_base: int | None = None, paths: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Start the lab with `paths` (default: every path). On a running lab, start only the edge processes
+    (openunison, asked-for paths) that are missing or dead."""
     progress = Progress(emit)
-    if is_up():
-        progress("lab", f"already up (state in {lab_dir()}); `conformance lab status` shows it")
-        state = load_state()
-        assert state is not None
-        return state
+    wanted = network_paths.parse_path_list(None) if paths is None else tuple(p for p in PATH_NAMES if p in paths)
+    for name in paths or ():
+        network_paths.spec(name)
+    state = load_state()
+    if state is not None and _core_up(_alive()):
+        return _repair_edges(state, wanted if paths is not None else tuple(state.get("paths", ())), progress)
     state_dir = lab_dir()
     sup = Supervisor(state_dir)
     if sup.records():
         progress("lab", "stopping the remains of an earlier lab")
         sup.stop_all()
-    binaries, versions, standin = _binaries(progress)
-    for stale in ("etcd", "sandbox", "workload", "config"):
+    binaries, versions, standin = _binaries(progress, wanted)
+    for stale in ("etcd", "sandbox", "workload", "config", "paths", "targets"):
         shutil.rmtree(state_dir / stale, ignore_errors=True)
     started_at = time.monotonic()
     layout = _layout(state_dir, topology.choose_port_base(port_base), binaries)
     shutil.rmtree(layout.sandbox, ignore_errors=True)
+    edges.remove_rundirs(layout)
+    alb_idle = network_paths.alb_idle_timeout_s(os.environ)
     progress("lab", f"state {state_dir}, ports {layout.port_base}..{layout.port_base + topology.PORT_BLOCK - 1}")
     try:
         _start_all(layout, sup, progress)
+        _start_edges(layout, sup, progress, (openunison.NAME, *wanted), alb_idle)
     except BaseException:
         progress("lab", "start-up failed: stopping everything started so far")
         sup.stop_all()
+        edges.remove_rundirs(layout)
         state_file().unlink(missing_ok=True)
         raise
     state = {
@@ -149,13 +200,109 @@ def up(emit: Callable[[str], None] = print, port_base: int | None = None) -> dic
         "binaries": binaries,
         "versions": versions,
         "standin_proxy": standin,
+        "paths": list(wanted),
+        "alb_idle_timeout_s": alb_idle,
         "started": time.time(),
     }
-    state_file().write_text(json.dumps(state, indent=2) + "\n")
-    config = harness_config(layout, standin_proxy=standin, versions=versions)
-    harness_config_path().write_text(yaml.safe_dump(config, sort_keys=False))
+    _save_state(state)
+    _write_harness_config(layout, state, _alive())
     progress("lab", f"up in {time.monotonic() - started_at:.1f}s; harness config {harness_config_path()}")
     return state
+
+
+def _repair_edges(state: dict[str, Any], wanted: tuple[str, ...], progress: Progress) -> dict[str, Any]:
+    alive = _alive()
+    missing = tuple(name for name in (openunison.NAME, *wanted) if not alive.get(name, False))
+    if not missing:
+        progress("lab", f"already up (state in {lab_dir()}); `conformance lab status` shows it")
+        return state
+    paths = tuple(p for p in PATH_NAMES if p in (*state.get("paths", ()), *wanted))
+    binaries, versions, _ = _binaries(progress, paths)
+    state["binaries"].update(binaries)
+    state["versions"].update(versions)
+    layout = current_layout()
+    progress("lab", f"core already up; starting {', '.join(missing)}")
+    _start_edges(layout, Supervisor(lab_dir()), progress, missing, state.get("alb_idle_timeout_s"))
+    state["paths"] = list(paths)
+    _save_state(state)
+    _write_harness_config(layout, state, _alive())
+    return state
+
+
+def _write_harness_config(layout: Layout, state: dict[str, Any], alive: dict[str, bool]) -> None:
+    config = harness_config(
+        layout,
+        standin_proxy=state["standin_proxy"],
+        versions=state["versions"],
+        paths=tuple(state.get("paths", ())),
+        alive=alive,
+        alb_idle_timeout_s=state.get("alb_idle_timeout_s"),
+    )
+    text = yaml.safe_dump(config, sort_keys=False)
+    path = harness_config_path()
+    if not path.is_file() or path.read_text() != text:
+        _write_atomic(path, text)
+
+
+def _start(
+    sup: Supervisor,
+    progress: Progress,
+    name: str,
+    argv: list[str],
+    health: str | None,
+    port: int | None,
+    *,
+    deadline_s: float,
+    env: dict[str, str] | None = None,
+    ca: str | None = None,
+    client_cert: tuple[str, str] | None = None,
+    verify: bool = True,
+) -> ProcessRecord:
+    t0 = time.monotonic()
+    progress(name, f"starting on port {port}" if port else "starting")
+    rec = sup.start(name, argv, port=port, health=health, env=env, health_insecure=not verify)
+    sup.wait_ready(rec, deadline_s, ca_file=ca, client_cert=client_cert)
+    progress(name, f"healthy (pid {rec.pid}, {time.monotonic() - t0:.1f}s)")
+    return rec
+
+
+def _start_edges(
+    layout: Layout, sup: Supervisor, progress: Progress, names: Sequence[str], alb_idle_timeout_s: int | None
+) -> None:
+    env = _minimal_env(layout)
+    for name in names:
+        if name == openunison.NAME:
+            edge = edges.prepare_openunison(layout, layout.binaries["envoy"])
+        else:
+            binary = layout.binaries[PATHS[name].software]
+            idle = alb_idle_timeout_s if name == "alb" else None
+            edge = edges.prepare_path(layout, name, binary, idle_timeout_s=idle)
+        _reap_dead(sup, name)
+        _start(
+            sup,
+            progress,
+            name,
+            edge.argv,
+            edge.health,
+            edge.port,
+            deadline_s=edges.START_DEADLINE_S,
+            env=env,
+            ca=edge.health_ca,
+        )
+
+
+def _reap_dead(sup: Supervisor, name: str) -> None:
+    """A dead edge process that was our own child lingers as a zombie until reaped."""
+    for rec in sup.records():
+        if rec.name == name and not pid_alive(rec.pid):
+            try:
+                os.waitpid(rec.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+def _minimal_env(layout: Layout) -> dict[str, str]:
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(layout.sandbox), "LANG": "C.UTF-8"}
 
 
 def _prepare_sandbox(layout: Layout) -> None:
@@ -176,7 +323,7 @@ def _start_all(layout: Layout, sup: Supervisor, progress: Progress) -> None:
     _prepare_sandbox(layout)
     ca = str(layout.pki.ca.cert)
     admin = (str(layout.pki.clients.admin.cert), str(layout.pki.clients.admin.key))
-    minimal_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(layout.sandbox), "LANG": "C.UTF-8"}
+    minimal_env = _minimal_env(layout)
     python_env = dict(os.environ)
 
     def start(
@@ -188,11 +335,19 @@ def _start_all(layout: Layout, sup: Supervisor, progress: Progress) -> None:
         client_cert: tuple[str, str] | None = None,
         verify: bool = True,
     ) -> None:
-        t0 = time.monotonic()
-        progress(name, f"starting on port {port}" if port else "starting")
-        rec = sup.start(name, argv, port=port, health=health, env=env, health_insecure=not verify)
-        sup.wait_ready(rec, START_DEADLINE_S[name], ca_file=ca, client_cert=client_cert)
-        progress(name, f"healthy (pid {rec.pid}, {time.monotonic() - t0:.1f}s)")
+        _start(
+            sup,
+            progress,
+            name,
+            argv,
+            health,
+            port,
+            deadline_s=START_DEADLINE_S[name],
+            env=env,
+            ca=ca,
+            client_cert=client_cert,
+            verify=verify,
+        )
 
     start("issuer", topology.issuer_argv(layout), f"{layout.issuer_url}/healthz", layout.port("issuer"), env=python_env)
     start(
@@ -261,10 +416,11 @@ def down(emit: Callable[[str], None] = print) -> list[str]:
     t0 = time.monotonic()
     sup = Supervisor(lab_dir())
     names = [r.name for r in sup.records()]
-    sandbox = current_layout().sandbox if load_state() else None
+    layout = current_layout() if load_state() else None
     killed = sup.stop_all()
-    if sandbox is not None:
-        shutil.rmtree(sandbox, ignore_errors=True)
+    if layout is not None:
+        shutil.rmtree(layout.sandbox, ignore_errors=True)
+        edges.remove_rundirs(layout)
     state_file().unlink(missing_ok=True)
     harness_config_path().unlink(missing_ok=True)
     if killed:
@@ -275,27 +431,42 @@ def down(emit: Callable[[str], None] = print) -> list[str]:
 
 def env_lines() -> list[str]:
     layout = current_layout()
+    state = load_state() or {}
+    started = tuple(state.get("paths", ()))
     lines = [
         f"export CONFORMANCE_LAB_DIR={layout.state}",
         f"export CONFORMANCE_CONFIG={harness_config_path()}",
         f"export CONFORMANCE_LAB_CA={layout.pki.ca.cert}",
+        f"export CONFORMANCE_LAB_ALB_CA={layout.pki.alb_ca.cert}",
         f"export CONFORMANCE_LAB_APISERVER={layout.url('kube-apiserver')}",
         f"export CONFORMANCE_LAB_JETSTACK={layout.url('kube-oidc-proxy')}",
+        f"export CONFORMANCE_LAB_OPENUNISON={layout.url(openunison.NAME)}",
         f"export CONFORMANCE_LAB_ISSUER={layout.issuer_url}",
         f"export CONFORMANCE_LAB_AUDIT_LOG={layout.audit_log}",
         f"export CONFORMANCE_LAB_ECHO=127.0.0.1:{layout.port('echo')}",
         f"export CONFORMANCE_LAB_ADMIN_KUBECONFIG={layout.component_kubeconfig('admin')}",
         f"export CONFORMANCE_LAB_NAMESPACE={NAMESPACE}",
+        f"export CONFORMANCE_LAB_PATHS='{' '.join(started)}'",
     ]
+    # One line per path and target: CONFORMANCE_LAB_<PATH>_<TARGET> is the URL a client uses; the forward
+    # proxy has one CONFORMANCE_LAB_HTTPS_PROXY_URL instead (clients keep the target's own URL).
+    for path in started:
+        if PATHS[path].forward_proxy:
+            proxy_url = network_paths.endpoint(layout, TARGETS[0], path)["proxy_url"]
+            lines.append(f"export CONFORMANCE_LAB_{_env_name(path)}_URL={proxy_url}")
+            continue
+        for target in TARGETS:
+            server = network_paths.endpoint(layout, target, path)["server"]
+            lines.append(f"export CONFORMANCE_LAB_{_env_name(path)}_{_env_name(target)}={server}")
     return lines
 
 
+def _env_name(name: str) -> str:
+    return name.upper().replace("-", "_")
+
+
 def target_url(layout: Layout, target: str) -> str:
-    if target == "direct":
-        return layout.url("kube-apiserver")
-    if target == "jetstack":
-        return layout.url("kube-oidc-proxy")
-    raise LabError(f"unknown lab target {target!r}: choose one of {', '.join(TARGETS)}")
+    return network_paths.target_url(layout, target)
 
 
 def token(user: str, kind: TokenKind = TokenKind.VALID, lifetime_s: int = 3600) -> str:
@@ -313,17 +484,26 @@ def token(user: str, kind: TokenKind = TokenKind.VALID, lifetime_s: int = 3600) 
     )
 
 
-def kubeconfig(target: str, user: str, output: Path | None = None) -> Path:
+def kubeconfig(target: str, user: str, output: Path | None = None, path: str = NO_PATH) -> Path:
+    """A 0600 kubeconfig for `user` reaching `target` through `path`: the server URL of that path, the CA it
+    presents (alb-ca for alb) and, for the HTTPS forward proxy, `proxy-url`."""
     layout = current_layout()
-    server = target_url(layout, target)
-    path = output or layout.state / "kubeconfigs" / f"{target}-{user}.kubeconfig"
-    return write_kubeconfig(
-        path,
-        kubeconfig_dict(
-            name=f"lab-{target}-{user}",
-            server=server,
-            ca_file=layout.pki.ca.cert,
-            token=token(user, lifetime_s=KUBECONFIG_TOKEN_LIFETIME_S),
-            namespace=NAMESPACE,
-        ),
+    if path != NO_PATH:
+        network_paths.spec(path)
+        if path not in (load_state() or {}).get("paths", ()):
+            raise LabError(f"path {path!r} is not running in this lab: `conformance lab up --paths {path}` starts it")
+    ep = network_paths.endpoint(layout, target, path)
+    via = "" if path == NO_PATH else f"-via-{path}"
+    name = f"lab-{target}{via}-{user}"
+    config = kubeconfig_dict(
+        name=name,
+        server=ep["server"],
+        ca_file=ep["ca_file"],
+        token=token(user, lifetime_s=KUBECONFIG_TOKEN_LIFETIME_S),
+        namespace=NAMESPACE,
     )
+    if "proxy_url" in ep:
+        clusters: Any = config["clusters"]
+        clusters[0]["cluster"]["proxy-url"] = ep["proxy_url"]
+    out = output or layout.state / "kubeconfigs" / f"{target}{via}-{user}.kubeconfig"
+    return write_kubeconfig(out, config)

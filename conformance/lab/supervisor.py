@@ -217,7 +217,13 @@ def _is_recorded_process(record: ProcessRecord) -> bool:
             first = f.read().split(b"\0", 1)[0].decode("utf-8", "replace")
     except OSError:
         return False
-    return first == record.argv[0]
+    if first == record.argv[0]:
+        return True
+    # nginx rewrites its command line ("nginx: master process ..."): fall back to the executable itself.
+    try:
+        return os.path.realpath(f"/proc/{record.pid}/exe") == os.path.realpath(record.argv[0])
+    except OSError:
+        return False
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -35,6 +35,26 @@ PORT_OFFSETS = {
     "echo": 7,
     "kube-controller-manager": 8,
     "kube-scheduler": 9,
+    # The openunison target (an Envoy stand-in) and its admin (readiness) port.
+    "openunison": 10,
+    "openunison-admin": 11,
+    # Network paths (network_paths.py): one listener per target, named <path>-<target>.
+    "nlb-direct": 12,
+    "nlb-jetstack": 13,
+    "nlb-openunison": 14,
+    "alb-direct": 15,
+    "alb-jetstack": 16,
+    "alb-openunison": 17,
+    "ingress-direct": 18,
+    "ingress-jetstack": 19,
+    "ingress-openunison": 20,
+    "gateway-direct": 21,
+    "gateway-jetstack": 22,
+    "gateway-openunison": 23,
+    "gateway-admin": 24,
+    # The HTTPS forward proxy: one port, clients CONNECT to the target's own port through it.
+    "https-proxy": 25,
+    # 26..49 are free for later paths.
 }
 OIDC_AUDIENCE = "conformance-lab"
 NAMESPACE = "conformance"

@@ -77,7 +77,7 @@ def test_config_files(tmp_path: Path) -> None:
 
 def test_harness_config_names_targets_and_holds_no_secret(tmp_path: Path) -> None:
     config = harness_config(_layout(tmp_path), standin_proxy=True, versions={"kubernetes": "v1.36.3"})
-    assert set(config["targets"]) == {"direct", "jetstack"}
+    assert set(config["targets"]) == {"direct", "jetstack", "openunison"}
     assert config["targets"]["jetstack"]["impersonating_proxy"]["user"] == "kube-oidc-proxy"
     assert config["users"]["alice"]["expect"] == {"user": "alice", "groups": ["devs", "system:authenticated"]}
     text = yaml.safe_dump(config)
