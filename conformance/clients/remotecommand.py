@@ -26,7 +26,7 @@ from conformance.wire.remotecommand import ErrorStreamDecoder, TerminalSize, enc
 
 StdinSource = bytes | AsyncIterable[bytes] | None
 OutputSink = Callable[[bytes], Awaitable[None]]
-_EXIT_CODE_IN_TEXT = re.compile(r"exit code (\d{1,3})\s*$")
+_EXIT_CODE_IN_TEXT = re.compile(r"exit (?:code|status) (\d{1,3})\s*$")
 
 
 async def exec_(

@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import Sequence
 
 from websockets.asyncio.client import ClientConnection
 from websockets.client import ClientProtocol
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHeader, NegotiationError
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
@@ -26,12 +29,36 @@ from conformance.model import Evidence
 from conformance.transport.connect import open_stream
 from conformance.transport.endpoint import Endpoint
 from conformance.transport.errors import StreamingError, map_exception
+from conformance.transport.stream import ByteStream
 from conformance.transport.timeouts import Deadline, Phase
 from conformance.transport.upgrade import record_request, record_response
 
 MAX_MESSAGE = 4 * 1024 * 1024  # Go servers write 32 KiB chunks; 4 MiB bounds a hostile one
 MAX_QUEUE = 16  # received frames buffered before websockets stops reading (its flow control)
 PING_INTERVAL = 5.0  # client-go's WebSocket ping period
+
+# asyncio's StreamWriter closes its transport when it is garbage collected (3.11+), and the stream we
+# connected with owns the transport we hand to websockets: keep it alive as long as the WebSocket.
+_STREAMS: weakref.WeakKeyDictionary[ClientConnection, ByteStream] = weakref.WeakKeyDictionary()
+
+
+class KubernetesClientProtocol(ClientProtocol):
+    """websockets' client protocol, parsing Sec-WebSocket-Protocol as Go does.
+
+    websockets insists subprotocols are HTTP tokens, so it rejects ``SPDY/3.1+portforward.k8s.io``
+    (``/`` is not a token character); Go splits on commas and compares strings. We do the same.
+    """
+
+    def process_subprotocol(self, headers: Headers) -> Subprotocol | None:
+        values = [v.strip() for header in headers.get_all("Sec-WebSocket-Protocol") for v in header.split(",")]
+        values = [v for v in values if v]
+        if not values:
+            return None
+        if len(values) > 1:
+            raise InvalidHeader("Sec-WebSocket-Protocol", f"multiple values: {', '.join(values)}")
+        if values[0] not in (self.available_subprotocols or ()):
+            raise NegotiationError(f"unsupported subprotocol: {values[0]}")
+        return Subprotocol(values[0])
 
 
 async def websocket_connect(endpoint: Endpoint, target: str, subprotocols: Sequence[str], deadline: Deadline,
@@ -41,10 +68,11 @@ async def websocket_connect(endpoint: Endpoint, target: str, subprotocols: Seque
     scheme = "wss" if endpoint.secure else "ws"
     full_target = endpoint.path_prefix + target
     uri = parse_uri(f"{scheme}://{endpoint.authority}{full_target}")
-    protocol = ClientProtocol(uri, subprotocols=[Subprotocol(p) for p in subprotocols], max_size=MAX_MESSAGE)
+    protocol = KubernetesClientProtocol(uri, subprotocols=[Subprotocol(p) for p in subprotocols], max_size=MAX_MESSAGE)
     ws = ClientConnection(protocol, ping_interval=PING_INTERVAL, ping_timeout=deadline.timeouts.read,
                           close_timeout=deadline.timeouts.close, max_queue=MAX_QUEUE)
     transport = stream.transport
+    _STREAMS[ws] = stream
     transport.set_protocol(ws)
     ws.connection_made(transport)
     headers = endpoint.request_headers()
