@@ -12,11 +12,13 @@ unavailable in the harness config.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,11 +162,27 @@ def is_up() -> bool:
     return load_state() is not None and _core_up(_alive())
 
 
+@contextlib.contextmanager
+def _exclusive() -> Iterator[None]:
+    """One `up` or `down` at a time per lab directory: several engineers (or test sessions) share one lab,
+    and two interleaved start-ups would each stop what the other started."""
+    directory = lab_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lab.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def up(
     emit: Callable[[str], None] = print, port_base: int | None = None, paths: Sequence[str] | None = None
 ) -> dict[str, Any]:
     """Start the lab with `paths` (default: every path). On a running lab, start only the edge processes
     (openunison, asked-for paths) that are missing or dead."""
+    with _exclusive():
+        return _up(emit, port_base, paths)
+
+
+def _up(emit: Callable[[str], None], port_base: int | None, paths: Sequence[str] | None) -> dict[str, Any]:
     progress = Progress(emit)
     wanted = network_paths.parse_path_list(None) if paths is None else tuple(p for p in PATH_NAMES if p in paths)
     for name in paths or ():
@@ -413,6 +431,11 @@ def _start_all(layout: Layout, sup: Supervisor, progress: Progress) -> None:
 
 
 def down(emit: Callable[[str], None] = print) -> list[str]:
+    with _exclusive():
+        return _down(emit)
+
+
+def _down(emit: Callable[[str], None]) -> list[str]:
     t0 = time.monotonic()
     sup = Supervisor(lab_dir())
     names = [r.name for r in sup.records()]

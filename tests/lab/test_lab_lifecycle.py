@@ -7,10 +7,14 @@ from pathlib import Path
 import pytest
 
 from conformance.lab import lab
+from conformance.lab.edges import EDGE_NAMES
 from conformance.lab.supervisor import Supervisor, pid_alive
 from tests.conftest import RunningLab
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
+# The core (etcd, API server, controller-manager, scheduler, issuer, workload, kwok, kube-oidc-proxy) plus
+# the edge processes: the openunison target and every network path.
+PROCESSES = 8 + len(EDGE_NAMES)
 
 
 def test_second_lab_up_twice_then_down_leaves_no_process(
@@ -23,7 +27,7 @@ def test_second_lab_up_twice_then_down_leaves_no_process(
         # The main lab holds the first block of ports: this one must have moved to another block.
         assert state["port_base"] != running_lab.layout.port_base  # type: ignore[attr-defined]
         pids = [r.pid for r in Supervisor(tmp_path / "lab2").records()]
-        assert len(pids) == 8 and all(pid_alive(p) for p in pids)
+        assert len(pids) == PROCESSES and all(pid_alive(p) for p in pids)
         assert all(c.healthy for c in lab.status()), lab.status()
 
         again = lab.up(emit=lines.append)
@@ -32,6 +36,6 @@ def test_second_lab_up_twice_then_down_leaves_no_process(
         assert [r.pid for r in Supervisor(tmp_path / "lab2").records()] == pids
     finally:
         stopped = lab.down(emit=lines.append)
-    assert len(stopped) == 8
+    assert len(stopped) == PROCESSES
     assert not any(pid_alive(p) for p in pids)
     assert not lab.is_up()
