@@ -6,6 +6,7 @@ conformance lab token --user alice [--kind expired]
 conformance lab kubeconfig --target jetstack|direct|openunison [--path alb] --user alice [--output FILE]
 conformance report RESULTS [--format terminal|md|html|junit|json] [--output FILE]
 conformance report diff OLD NEW [--format terminal|md]  |  conformance report merge A B ... --output FILE
+conformance probe exec|attach|port-forward|cp-upload|cp-download|logs --protocol P --kubeconfig K -n NS POD ...
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from conformance import report_cli
+from conformance import probe_cli, report_cli
 from conformance.errors import ConformanceError
 
 if TYPE_CHECKING:
@@ -112,12 +113,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _lab_parser(sub)
     report_cli.add_parser(sub)
+    probe_cli.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "lab":
             return _run_lab(args)
         if args.command == "report":
             return report_cli.run(args)
+        if args.command == "probe":
+            return probe_cli.run(args)
     except ConformanceError as exc:
         print(f"conformance: error: {exc}", file=sys.stderr)
         return 2
