@@ -59,10 +59,10 @@ def test_a_dead_path_is_reported_marked_unavailable_refused_fast_and_restarted_a
         while time.monotonic() < deadline and (pid_alive(pids["nlb"]) or pid_alive(pids["openunison"])):
             time.sleep(0.05)
 
-        rows = {r.name: r for r in lab.status()}
-        assert not rows["nlb"].alive and not rows["nlb"].healthy
-        assert not rows["openunison"].alive
-        assert all(rows[n].alive for n in rows if n not in ("nlb", "openunison"))
+        by_name = {r.name: r for r in lab.status()}
+        assert not by_name["nlb"].alive and not by_name["nlb"].healthy
+        assert not by_name["openunison"].alive
+        assert all(by_name[n].alive for n in by_name if n not in ("nlb", "openunison"))
         assert lab.is_up(), "the core lab still runs: an edge process dying must not count as the lab down"
 
         config = _config()
