@@ -55,7 +55,8 @@ def test_port_base_skips_a_busy_block() -> None:
         holder.bind(("127.0.0.1", 0))
         busy = holder.getsockname()[1]
         base = topology.choose_port_base(busy - 3)
-    assert base == busy - 3 + topology.PORT_BLOCK
+    # The next block may be busy too (the ephemeral range is crowded while a lab runs): any later block will do.
+    assert base > busy - 3 and (base - (busy - 3)) % topology.PORT_BLOCK == 0
 
 
 def test_config_files(tmp_path: Path) -> None:
