@@ -21,7 +21,7 @@ from conformance.transport.errors import ProtocolMismatch, UnsupportedByProtocol
 from conformance.transport.spdy_session import SpdySession, SpdyStream
 from conformance.transport.timeouts import Deadline, Phase
 from conformance.transport.upgrade import spdy_upgrade
-from conformance.transport.websocket import close_websocket, websocket_connect
+from conformance.transport.websocket import close_websocket, receiving, websocket_connect
 from conformance.wire.channels import Channel, ChannelCodec, ChannelData
 from conformance.wire.remotecommand import STREAM_TYPE_HEADER, RemoteCommandProtocol, StreamType, spdy_stream_types
 from conformance.wire.role import Role
@@ -125,7 +125,7 @@ class WebSocketCommand:
         sinks = {Channel.STDOUT: stdout, Channel.STDERR: stderr, Channel.ERROR: error}
         while True:
             try:
-                async with self.deadline.phase(Phase.STREAM):
+                async with receiving(self.ws, self.deadline, self.evidence):
                     message = await self.ws.recv()
             except ws_exc.ConnectionClosedOK:
                 return  # close 1000: the clean end of the session

@@ -25,7 +25,7 @@ from conformance.transport.errors import ProtocolMismatch, StreamingError, map_e
 from conformance.transport.spdy_session import SpdySession, SpdyStream
 from conformance.transport.timeouts import Deadline, Phase, Timeouts
 from conformance.transport.upgrade import spdy_upgrade
-from conformance.transport.websocket import close_websocket, websocket_connect
+from conformance.transport.websocket import close_websocket, receiving, websocket_connect
 from conformance.wire.portforward import (
     PORT_FORWARD_PROTOCOL,
     WEBSOCKET_PORT_FORWARD_SUBPROTOCOLS,
@@ -109,7 +109,7 @@ class LegacyForwardedConnection:
     async def read(self, n: int = 0) -> bytes:
         while not self._eof:
             try:
-                async with self.deadline.phase(Phase.STREAM):
+                async with receiving(self.ws, self.deadline, self.evidence):
                     message = await self.ws.recv()
             except ws_exc.ConnectionClosedOK:
                 self._eof = True

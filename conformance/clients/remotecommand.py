@@ -114,6 +114,8 @@ async def run_command(
             raise PhaseTimeout(Phase.STREAM, deadline.timeouts.total, total=True) from exc
     except StreamingError as exc:
         exc.evidence = run.finish_evidence(exc.evidence if exc.evidence is not evidence else evidence)
+        if not exc.bytes_so_far:
+            exc.bytes_so_far = bytes(run.stdout.data[-4096:]) + bytes(run.stderr.data[-4096:])
         raise
     except (OSError, ProtocolError, PhaseTimeout, TimeoutError) as exc:
         raise map_exception(exc, phase=Phase.STREAM, evidence=run.finish_evidence(evidence),

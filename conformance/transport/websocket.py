@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from websockets.asyncio.client import ClientConnection
 from websockets.client import ClientProtocol
@@ -30,7 +30,7 @@ from conformance.transport.connect import open_stream
 from conformance.transport.endpoint import Endpoint
 from conformance.transport.errors import StreamingError, map_exception
 from conformance.transport.stream import ByteStream
-from conformance.transport.timeouts import Deadline, Phase
+from conformance.transport.timeouts import Deadline, Phase, PhaseTimeout
 from conformance.transport.upgrade import record_request, record_response
 
 MAX_MESSAGE = 4 * 1024 * 1024  # Go servers write 32 KiB chunks; 4 MiB bounds a hostile one
@@ -103,6 +103,20 @@ async def websocket_connect(endpoint: Endpoint, target: str, subprotocols: Seque
                     list(ws.response.headers.raw_items()))
     evidence.protocol_negotiated = ws.subprotocol or ""
     return ws
+
+
+@contextlib.asynccontextmanager
+async def receiving(ws: ClientConnection, deadline: Deadline, evidence: Evidence) -> AsyncIterator[None]:
+    """Wait for the peer within the read budget. When websockets already failed the connection for a
+    protocol violation it waits for the peer to close (close_timeout); report the violation, not a timeout.
+    """
+    try:
+        async with deadline.phase(Phase.STREAM):
+            yield
+    except PhaseTimeout as exc:
+        if ws.protocol.parser_exc is not None:
+            raise map_exception(ws.protocol.parser_exc, phase=Phase.STREAM, evidence=evidence) from exc
+        raise
 
 
 async def close_websocket(ws: ClientConnection, deadline: Deadline) -> None:
