@@ -189,7 +189,8 @@ def _up(emit: Callable[[str], None], port_base: int | None, paths: Sequence[str]
         network_paths.spec(name)
     state = load_state()
     if state is not None and _core_up(_alive()):
-        return _repair_edges(state, wanted if paths is not None else tuple(state.get("paths", ())), progress)
+        # A lab started before paths existed has no "paths" entry: give it every path.
+        return _repair_edges(state, wanted if paths is not None else tuple(state.get("paths", PATH_NAMES)), progress)
     state_dir = lab_dir()
     sup = Supervisor(state_dir)
     if sup.records():
@@ -238,9 +239,10 @@ def _repair_edges(state: dict[str, Any], wanted: tuple[str, ...], progress: Prog
     binaries, versions, _ = _binaries(progress, paths)
     state["binaries"].update(binaries)
     state["versions"].update(versions)
-    layout = current_layout()
+    layout = _layout(lab_dir(), state["port_base"], state["binaries"])
     progress("lab", f"core already up; starting {', '.join(missing)}")
-    _start_edges(layout, Supervisor(lab_dir()), progress, missing, state.get("alb_idle_timeout_s"))
+    alb_idle = state.setdefault("alb_idle_timeout_s", network_paths.alb_idle_timeout_s(os.environ))
+    _start_edges(layout, Supervisor(lab_dir()), progress, missing, alb_idle)
     state["paths"] = list(paths)
     _save_state(state)
     _write_harness_config(layout, state, _alive())
