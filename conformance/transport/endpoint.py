@@ -98,7 +98,18 @@ class Endpoint:
         return replace(self, headers=(*self.headers, *headers))
 
     def ssl_context(self) -> ssl.SSLContext:
-        """A client context: our CA (or the system's), client certificate, ALPN http/1.1 only."""
+        """A client context: our CA (or the system's), client certificate, ALPN http/1.1 only.
+
+        Built once per endpoint (loading CA bundles and keys costs about a millisecond per operation).
+        """
+        cached = _SSL_CONTEXTS.get(self)
+        if cached is None:
+            if len(_SSL_CONTEXTS) >= MAX_CACHED_SSL_CONTEXTS:
+                _SSL_CONTEXTS.clear()
+            cached = _SSL_CONTEXTS[self] = self._new_ssl_context()
+        return cached
+
+    def _new_ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         if self.insecure_skip_tls_verify:
             ctx.check_hostname = False
@@ -178,6 +189,11 @@ class Endpoint:
             tls_server_name=cluster.get("tls-server-name"),
             namespace=ctx.get("namespace"),
         )
+
+
+# Endpoints are frozen and hashable; a bounded cache keyed by value keeps one context per endpoint.
+MAX_CACHED_SSL_CONTEXTS = 64
+_SSL_CONTEXTS: dict[Endpoint, ssl.SSLContext] = {}
 
 
 def _named(doc: dict[str, Any], key: str, inner: str, name: object, where: str) -> dict[str, Any]:
