@@ -166,3 +166,19 @@ def test_exec_stdin_from_an_async_stream(running_lab: RunningLab) -> None:
     result = asyncio.run(exec_(endpoint(running_lab, "direct"), NS, POD, CONTAINER, ["sha256sum"],
                                stdin=_chunks(payload), timeouts=TIMEOUTS))
     assert result.stdout.split()[0].decode() == hashlib.sha256(payload).hexdigest()
+
+
+@pytest.mark.parametrize("protocol", ("spdy", "ws-v5"))
+def test_exec_through_the_labs_https_proxy_kubeconfig(running_lab: RunningLab, protocol: str) -> None:
+    """proxy-url from the kubeconfig: CONNECT through the lab's forward proxy, then TLS to the API server."""
+    from conformance.lab import lab
+
+    try:
+        path = lab.kubeconfig("direct", "alice", path="https-proxy")
+    except Exception as exc:  # the lab may run without that path
+        pytest.skip(f"lab has no https-proxy path: {exc}")
+    ep = Endpoint.from_kubeconfig(path)
+    assert ep.proxy_url
+    result = asyncio.run(exec_(ep, NS, POD, CONTAINER, ["echo", "via-proxy"], protocol=protocol, timeouts=TIMEOUTS))
+    assert result.stdout == b"via-proxy\n" and result.exit_code == 0
+    assert any(line.startswith("proxy: CONNECT") for line in result.evidence.transcript)

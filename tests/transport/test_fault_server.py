@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -154,3 +155,32 @@ def test_port_forward_unknown_stream_is_a_protocol_error(server: FakeServer, end
     server.fault = Fault(mode="unknown-stream")
     exc = run_expecting(port_forward_echo(endpoint, "ns", "pod", 8080, size=4096, timeouts=FAST), StreamingError)
     assert isinstance(exc, StreamingError) and exc.error_class is ErrorClass.PROTOCOL_ERROR
+
+
+def test_spdy_stream_inbox_is_bounded_when_the_app_does_not_read(server: FakeServer, endpoint: Endpoint) -> None:
+    """Backpressure: the reader stops at the inbox cap instead of buffering the whole echo."""
+    from conformance.clients import open_port_forward
+    from conformance.transport.spdy_session import MAX_STREAM_BUFFER
+    from conformance.wire.limits import MAX_DATA_FRAME_PAYLOAD
+
+    async def scenario() -> tuple[int, int]:
+        session = await open_port_forward(endpoint, "ns", "pod", protocol="spdy", timeouts=FAST)
+        try:
+            conn = await session.connect(8080)
+            data_stream = conn.data  # type: ignore[attr-defined]
+            payload = b"z" * (4 * 1024 * 1024)
+            writer = asyncio.create_task(conn.write(payload))
+            await asyncio.sleep(0.3)  # the echo comes back; nobody reads it
+            peak = data_stream._buffered
+            got = 0
+            while got < len(payload):
+                got += len(await conn.read())
+            await writer
+            await conn.aclose()
+            return peak, got
+        finally:
+            await session.aclose()
+
+    peak, got = run(scenario())
+    assert got == 4 * 1024 * 1024
+    assert 0 < peak <= MAX_STREAM_BUFFER + MAX_DATA_FRAME_PAYLOAD
