@@ -319,6 +319,9 @@ def envoy_argv(binary: str, config: Path) -> list[str]:
         "--concurrency",
         "1",
         "--disable-hot-restart",
+        # Access logs reach the file within half a second (default 10 s), so a test can read the evidence.
+        "--file-flush-interval-msec",
+        "500",
         "--log-level",
         "warning",
     ]

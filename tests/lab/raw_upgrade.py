@@ -105,6 +105,7 @@ def request_upgrade(
     token: str,
     query: str = "command=true&stdout=true",
     extra: dict[str, str] | None = None,
+    user_agent: str = "conformance-tests/raw-upgrade",
 ) -> tuple[Response, ssl.SSLSocket, bytes]:
     """Send one upgrade request; return the response head, the still-open socket and any bytes past the head.
 
@@ -113,7 +114,7 @@ def request_upgrade(
     """
     sock = connect(ep)
     host = urlsplit(ep.server).netloc
-    lines = [f"Host: {host}", f"Authorization: Bearer {token}", "User-Agent: conformance-tests/raw-upgrade"]
+    lines = [f"Host: {host}", f"Authorization: Bearer {token}", f"User-Agent: {user_agent}"]
     if protocol == "spdy":
         start = f"POST {EXEC_PATH}?{query} HTTP/1.1"
         lines += ["Connection: Upgrade", "Upgrade: SPDY/3.1", "X-Stream-Protocol-Version: v4.channel.k8s.io"]
@@ -138,8 +139,8 @@ def request_upgrade(
     return resp, sock, rest
 
 
-def upgrade(ep: Endpoint, *, protocol: str, token: str) -> Response:
-    resp, sock, _ = request_upgrade(ep, protocol=protocol, token=token)
+def upgrade(ep: Endpoint, *, protocol: str, token: str, user_agent: str = "conformance-tests/raw-upgrade") -> Response:
+    resp, sock, _ = request_upgrade(ep, protocol=protocol, token=token, user_agent=user_agent)
     sock.close()
     return resp
 

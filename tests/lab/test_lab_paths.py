@@ -70,7 +70,8 @@ def paths_up(running_lab: RunningLab) -> RunningLab:
 @pytest.mark.parametrize("path", ALL_PATHS)
 @pytest.mark.parametrize("target", TARGET_NAMES)
 def test_raw_spdy_upgrade_signature(paths_up: RunningLab, target: str, path: str) -> None:
-    resp = upgrade(endpoint(target, path), protocol="spdy", token=paths_up.token("alice"))
+    agent = f"conformance-tests/{uuid.uuid4().hex[:12]}"
+    resp = upgrade(endpoint(target, path), protocol="spdy", token=paths_up.token("alice"), user_agent=agent)
     expected = expected_spdy_status(target, path)
     assert resp.status == expected, (resp.status, resp.reason, resp.headers, resp.body[:300])
     if expected == 400:
@@ -78,12 +79,26 @@ def test_raw_spdy_upgrade_signature(paths_up: RunningLab, target: str, path: str
         assert body["kind"] == "Status" and body["message"] == "Upgrade request required", body
     if expected == 403:
         assert resp.headers.get("server") == "envoy" and resp.body == b"", resp
+        access_log = network_paths.workdir(paths_up.layout, "gateway") / "access.log"  # type: ignore[arg-type]
+        line = _access_log_line(access_log, agent)
+        assert '" 403 ' in line and " upgrade_failed " in line, line
     if expected == 500:
         assert resp.body.decode() == SPDY_ERROR_BODY
         assert resp.headers["content-type"].startswith("text/html")
     if expected == 101:
         assert resp.headers["upgrade"].lower() == "spdy/3.1"
         assert resp.headers.get("x-stream-protocol-version") == "v4.channel.k8s.io"
+
+
+def _access_log_line(log: Path, needle: str, deadline_s: float = 5.0) -> str:
+    """Envoy writes its access log asynchronously (the lab flushes it every half second)."""
+    end = time.monotonic() + deadline_s
+    while True:
+        found = [line for line in log.read_text().splitlines() if needle in line]
+        if found or time.monotonic() > end:
+            assert found, f"no line with {needle!r} in {log}"
+            return found[-1]
+        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("path", ALL_PATHS)
