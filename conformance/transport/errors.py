@@ -293,7 +293,7 @@ def map_exception(
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return make(TransportTimeout, f"timed out: {exc}")
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        if phase is not Phase.TLS and isinstance(exc, ssl.SSLError) and "APPLICATION_DATA_AFTER_CLOSE" not in str(exc):
+        if phase not in (Phase.TLS, Phase.CONNECT, Phase.PROXY):
             return make(ConnectionReset, f"TLS record error mid-stream: {exc}")
         return make(TlsError, f"TLS failed: {exc}")
     if isinstance(exc, wire_errors.MissingExitStatus):

@@ -122,6 +122,10 @@ class SpdyStream:
     async def reset(self) -> None:
         """RST_STREAM(CANCEL), as Go's ``Stream.Reset()``; a no-op on a stream already closed."""
         self._space.set()
+        # Unread data is dropped with the stream: a long session must not keep every closed stream's bytes.
+        self._inbox.clear()
+        self._buffered = 0
+        self.session.streams.pop(self.id, None)
         if self.id in self.session.conn.open_stream_ids:
             await self.session.send(lambda conn: conn.send_rst(self.id))
 

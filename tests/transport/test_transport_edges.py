@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +63,7 @@ def test_black_holed_tls_times_out_in_the_tls_phase(server: FakeServer, pki: Pki
 
 
 @contextlib.contextmanager
-def connect_proxy(refuse: bytes | None = None) -> Iterator[str]:
+def connect_proxy(refuse: bytes | None = None, tls: ssl.SSLContext | None = None) -> Iterator[str]:
     """A tiny HTTP CONNECT proxy in a thread; ``refuse`` is the raw response to send instead of 200."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
@@ -90,7 +91,7 @@ def connect_proxy(refuse: bytes | None = None) -> Iterator[str]:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     async def start() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
         servers.append(server)
         port.append(server.sockets[0].getsockname()[1])
         ready.set()
@@ -99,7 +100,7 @@ def connect_proxy(refuse: bytes | None = None) -> Iterator[str]:
     thread.start()
     ready.wait(5)
     try:
-        yield f"http://user:pw-secret-123@127.0.0.1:{port[0]}"
+        yield f"{'https' if tls else 'http'}://user:pw-secret-123@127.0.0.1:{port[0]}"
     finally:
         async def stop() -> None:
             servers[0].close()
@@ -121,6 +122,20 @@ def test_exec_through_a_connect_proxy(server: FakeServer, endpoint: Endpoint) ->
                            timeouts=FAST))
     assert result.stdout == b"via proxy\n"
     assert any("CONNECT" in line for line in result.evidence.transcript)
+
+
+@pytest.mark.parametrize("protocol", ["spdy", "ws-v5"])
+def test_exec_through_a_tls_proxy_is_tls_inside_tls(server: FakeServer, endpoint: Endpoint, pki: Pki,
+                                                    protocol: str) -> None:
+    from dataclasses import replace
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(pki.serving.kube_apiserver.cert, pki.serving.kube_apiserver.key)
+    with connect_proxy(tls=ctx) as proxy:
+        result = run(exec_(replace(endpoint, proxy_url=proxy), "ns", "p", "c", ["echo", "tls", "in", "tls"],
+                           protocol=protocol, timeouts=FAST))
+    assert result.stdout == b"tls in tls\n"
+    assert sum("TLS with" in note for note in result.evidence.notes) == 2
 
 
 @pytest.mark.parametrize("protocol", ["spdy", "ws-v5"])
