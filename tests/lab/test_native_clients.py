@@ -182,3 +182,14 @@ def test_exec_through_the_labs_https_proxy_kubeconfig(running_lab: RunningLab, p
     result = asyncio.run(exec_(ep, NS, POD, CONTAINER, ["echo", "via-proxy"], protocol=protocol, timeouts=TIMEOUTS))
     assert result.stdout == b"via-proxy\n" and result.exit_code == 0
     assert any(line.startswith("proxy: CONNECT") for line in result.evidence.transcript)
+
+
+@pytest.mark.parametrize("protocol", ("spdy", "ws-v5"))
+def test_tty_gets_the_initial_terminal_size(running_lab: RunningLab, protocol: str) -> None:
+    from conformance.clients import TerminalSize
+
+    # stdin is given (even empty): kwok crashes on a tty exec without stdin.
+    command = ["sh", "-c", "sleep 0.3; stty size"]
+    result = asyncio.run(exec_(endpoint(running_lab, "direct"), NS, POD, CONTAINER, command, tty=True,
+                               stdin=b"", terminal_size=TerminalSize(width=100, height=40), timeouts=TIMEOUTS))
+    assert result.stdout == b"40 100\r\n" and result.exit_code == 0
