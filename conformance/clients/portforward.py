@@ -25,7 +25,13 @@ from conformance.transport.errors import ProtocolMismatch, StreamingError, map_e
 from conformance.transport.spdy_session import SpdySession, SpdyStream
 from conformance.transport.timeouts import Deadline, Phase, Timeouts
 from conformance.transport.upgrade import spdy_upgrade
-from conformance.transport.websocket import close_websocket, receiving, websocket_connect
+from conformance.transport.websocket import (
+    TUNNEL_MAX_MESSAGE,
+    TUNNEL_MAX_QUEUE,
+    close_websocket,
+    receiving,
+    websocket_connect,
+)
 from conformance.wire.portforward import (
     PORT_FORWARD_PROTOCOL,
     WEBSOCKET_PORT_FORWARD_SUBPROTOCOLS,
@@ -164,7 +170,8 @@ class PortForwardSession:
             self.spdy = SpdySession(up.stream, self.deadline, self.evidence)
         elif self.protocol is PortForwardProtocol.WS_TUNNEL:
             ws = await websocket_connect(self.endpoint, port_forward_target(self.namespace, self.pod),
-                                         self.protocol.offer, self.deadline, self.evidence)
+                                         self.protocol.offer, self.deadline, self.evidence,
+                                         max_message=TUNNEL_MAX_MESSAGE, max_queue=TUNNEL_MAX_QUEUE)
             self.negotiated = ws.subprotocol or ""
             try:
                 if self.negotiated not in self.protocol.offer:

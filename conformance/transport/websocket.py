@@ -35,6 +35,11 @@ from conformance.transport.upgrade import record_request, record_response
 
 MAX_MESSAGE = 4 * 1024 * 1024  # Go servers write 32 KiB chunks; 4 MiB bounds a hostile one
 MAX_QUEUE = 16  # received frames buffered before websockets stops reading (its flow control)
+# The KEP-4006 tunnel: Go relays one message per write(), so a 32 KiB SPDY frame often arrives as a
+# tiny header message plus a payload message. 16 frames in flight then starve TCP; 256 frames of at
+# most 256 KiB keep the pipe full while still bounding what we hold (64 MiB in the worst case).
+TUNNEL_MAX_MESSAGE = 256 * 1024
+TUNNEL_MAX_QUEUE = (256, 64)
 PING_INTERVAL = 5.0  # client-go's WebSocket ping period
 
 # asyncio's StreamWriter closes its transport when it is garbage collected (3.11+), and the stream we
@@ -62,15 +67,16 @@ class KubernetesClientProtocol(ClientProtocol):
 
 
 async def websocket_connect(endpoint: Endpoint, target: str, subprotocols: Sequence[str], deadline: Deadline,
-                            evidence: Evidence) -> ClientConnection:
+                            evidence: Evidence, *, max_message: int = MAX_MESSAGE,
+                            max_queue: int | tuple[int, int] = MAX_QUEUE) -> ClientConnection:
     """An open WebSocket on ``target`` (path and query) offering ``subprotocols`` in order."""
     stream = await open_stream(endpoint, deadline, evidence)
     scheme = "wss" if endpoint.secure else "ws"
     full_target = endpoint.path_prefix + target
     uri = parse_uri(f"{scheme}://{endpoint.authority}{full_target}")
-    protocol = KubernetesClientProtocol(uri, subprotocols=[Subprotocol(p) for p in subprotocols], max_size=MAX_MESSAGE)
+    protocol = KubernetesClientProtocol(uri, subprotocols=[Subprotocol(p) for p in subprotocols], max_size=max_message)
     ws = ClientConnection(protocol, ping_interval=PING_INTERVAL, ping_timeout=deadline.timeouts.read,
-                          close_timeout=deadline.timeouts.close, max_queue=MAX_QUEUE)
+                          close_timeout=deadline.timeouts.close, max_queue=max_queue)
     transport = stream.transport
     _STREAMS[ws] = stream
     transport.set_protocol(ws)
