@@ -83,6 +83,23 @@ class HarnessConfig:
             raise ConfigError(f"{self.path}: users.{user} is not defined (have: {', '.join(self.users)})")
         return register_secret(resolve_credential(self.path, user, self.users[user].credential))
 
+    def bad_token(self, user: str, kind: str) -> str | None:
+        """A deliberately bad token (expired, wrong_audience, ...) for a lab-oidc user; None for other sources."""
+        cred = self.users[user].credential
+        if cred.get("type") != "lab-oidc":
+            return None
+        from conformance.lab.issuer import TokenKind, mint_token
+
+        return register_secret(
+            mint_token(
+                Path(cred["signing_key"]),
+                cred["issuer"],
+                user=cred.get("user", user),
+                audience=cred.get("audience", "conformance-lab"),
+                kind=TokenKind(kind),
+            )
+        )
+
 
 def _need(data: dict[str, Any], key: str, where: str, path: Path, kind: type | tuple[type, ...] = str) -> Any:
     if not isinstance(data, dict) or key not in data:
@@ -191,6 +208,13 @@ def resolve_credential(path: Path, user: str, cred: dict[str, Any]) -> str:
             return Path(cred["path"]).read_text().strip()
         except (OSError, KeyError) as exc:
             raise ConfigError(f"{path}: users.{user}.credential.path: cannot read the token file") from exc
+    if kind == "inline-token-from-kubeconfig":
+        try:
+            kc = yaml.safe_load(Path(cred["kubeconfig"]).read_text())
+            entry = next(u["user"] for u in kc.get("users", []) if u.get("name") == cred.get("user"))
+            return str(entry["token"])
+        except (OSError, KeyError, StopIteration, yaml.YAMLError) as exc:
+            raise ConfigError(f"{cred.get('kubeconfig')}: user {cred.get('user')!r} has no readable token") from exc
     if kind == "env":
         value = os.environ.get(cred.get("name", ""))
         if not value:

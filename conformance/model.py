@@ -124,6 +124,8 @@ class Observation:
     evidence: Evidence
     message: str = ""
     skipped: bool = False  # the probe could not apply here (message says why)
+    # Security probes whose request was accepted: the identity the API server applied decides the verdict.
+    identity_decides: bool = False
 
 
 @dataclass(slots=True, kw_only=True)

@@ -7,6 +7,7 @@ it fell back). Adapters never judge: they report what happened and an error clas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -29,6 +30,9 @@ class Session:
     user_agent: str  # carries the cell's marker so the audit event can be found
     timeout_s: float
     kubeconfig: Path | None = None  # written on demand for tools that need one (kubectl)
+    expect_user: str | None = None  # the user name the API server should see
+    # Mints a deliberately bad token of a kind ("expired", ...) for this user, or None where it cannot.
+    bad_token: Callable[[str], str | None] = lambda kind: None
 
 
 @dataclass

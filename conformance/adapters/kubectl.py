@@ -82,7 +82,7 @@ class KubectlAdapter:
             return ("spdy", "ws")
         if operation in ("port-forward",):
             return ("spdy", "ws-tunnel")
-        if operation in ("logs-follow", "whoami"):
+        if operation == "logs-follow":
             return ("http",)
         return ()
 
@@ -117,8 +117,16 @@ class KubectlAdapter:
 
     @staticmethod
     def marker() -> str:
-        """A unique --request-timeout (whole minutes plus random milliseconds) that ends up in every URL."""
+        """A unique --request-timeout (two to three minutes, random milliseconds) that ends up in every URL."""
         return f"{120 + secrets.randbelow(60000) / 1000:.3f}s"
+
+    @staticmethod
+    def url_marker(marker: str) -> str:
+        """The same duration as Go prints it in `?timeout=` (e.g. 123.450s -> 2m3.45s)."""
+        millis = round(float(marker.rstrip("s")) * 1000)
+        minutes, rest = divmod(millis, 60000)
+        seconds = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+        return f"timeout={minutes}m{seconds}s" if minutes else f"timeout={seconds}s"
 
     async def _run(
         self, s: Session, args: list[str], protocol: str, *, stdin: bytes | None = None, marker: str | None = None
@@ -146,7 +154,7 @@ class KubectlAdapter:
         evidence.timings.total_s = time.monotonic() - start
         own_stderr, log = split_klog(stderr)
         read_protocol_evidence(log, evidence)
-        evidence.notes.append(f"marker: ?timeout={marker}")
+        evidence.notes.append(f"marker: ?{self.url_marker(marker)}")
         result = OpResult(
             ErrorClass.NONE, evidence, stdout=stdout[:MAX_OUTPUT], stderr=own_stderr, exit_code=proc.returncode
         )
@@ -226,17 +234,26 @@ class KubectlAdapter:
                 stderr=asyncio.subprocess.PIPE,
                 env=self._env(protocol),
             )
+            assert proc.stdout is not None and proc.stderr is not None
+            # Read as it arrives: cancelling communicate() at the deadline would throw away what it had read.
+            out_task = asyncio.create_task(_drain(proc.stdout))
+            err_task = asyncio.create_task(_drain(proc.stderr))
             try:
-                stdout, stderr = await asyncio.wait_for(proc.communicate(), seconds)
+                await asyncio.wait_for(proc.wait(), seconds)
                 ended_early = True
             except TimeoutError:
                 proc.terminate()
-                stdout, stderr = await asyncio.wait_for(proc.communicate(), 10)
+                try:
+                    await asyncio.wait_for(proc.wait(), 10)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
                 ended_early = False
+            stdout, stderr = await out_task, await err_task
         evidence.timings.total_s = time.monotonic() - start
         own_stderr, log = split_klog(stderr)
         read_protocol_evidence(log, evidence)
-        evidence.notes.append(f"marker: ?timeout={marker}")
+        evidence.notes.append(f"marker: ?{self.url_marker(marker)}")
         result = OpResult(
             ErrorClass.NONE, evidence, stdout=stdout[:MAX_OUTPUT], stderr=own_stderr, exit_code=proc.returncode
         )
@@ -302,7 +319,7 @@ class KubectlAdapter:
         evidence.timings.total_s = time.monotonic() - start
         own_stderr, log = split_klog(stderr)
         read_protocol_evidence(log, evidence)
-        evidence.notes.append(f"marker: ?timeout={marker}")
+        evidence.notes.append(f"marker: ?{self.url_marker(marker)}")
         result = OpResult(ErrorClass.NONE, evidence, received=list(received), stderr=own_stderr)
         text = redact(own_stderr.decode("utf-8", "replace"))
         error_lines = [x for x in text.splitlines() if x.lower().startswith(("error", "e1", "unable"))]
@@ -316,6 +333,15 @@ class KubectlAdapter:
             )
             result.message = detail
         return result
+
+
+async def _drain(reader: asyncio.StreamReader, limit: int = MAX_OUTPUT) -> bytes:
+    """Everything until EOF, keeping at most `limit` bytes (the rest is read and dropped)."""
+    data = bytearray()
+    while chunk := await reader.read(READ_CHUNK):
+        if len(data) < limit:
+            data += chunk[: limit - len(data)]
+    return bytes(data)
 
 
 async def _echo_roundtrip(port: int, payload: bytes) -> bytes:

@@ -300,7 +300,8 @@ def build_etcd(progress: Progress, force: bool = False) -> Manifest:
 
 
 # kwok is built from its module source with small, documented patches so that exec behaves as a real
-# kubelet's does: exit codes are reported (assets/kwok/) and stdin EOF reaches the process.
+# kubelet's does: exit codes are reported (assets/kwok/), stdin EOF reaches the process, and a
+# port-forward client's half-close reaches the pod's socket.
 # Each edit is (file, exact original text, replacement).
 KWOK_PATCHES = (
     (
@@ -320,10 +321,18 @@ KWOK_PATCHES = (
         "_, _ = io.Copy(inPipe, opt.In)\n",
         "_, _ = io.Copy(inPipe, opt.In)\n\t\t\t\t_ = inPipe.Close()\n",
     ),
+    # Port-forward: when the client closes its side, the pod's socket must see EOF (a kubelet half-closes);
+    # kwok kept it open, so the pod's server never finished and every connection leaked on both sides.
+    (
+        "pkg/utils/net/tunnel.go",
+        "_, err := io.CopyBuffer(c2, c1, buf1)\n",
+        "_, err := io.CopyBuffer(c2, c1, buf1)\n"
+        "\t\tif cw, ok := c2.(interface{ CloseWrite() error }); ok {\n\t\t\t_ = cw.CloseWrite()\n\t\t}\n",
+    ),
 )
 KWOK_PATCH_FILE = "zz_conformance_exit_code.go"
 # Part of the cache key: bump it when the patch changes so a cached, differently patched kwok is rebuilt.
-KWOK_PATCH_REV = "p2"
+KWOK_PATCH_REV = "p3"
 
 
 def patch_kwok_source(src: Path) -> None:
@@ -380,7 +389,7 @@ def build_kwok(progress: Progress, force: bool = False) -> Manifest:
             version,
             version,
             {"kwok": str(out / "kwok")},
-            notes=[f"patched ({KWOK_PATCH_REV}): exec exit codes, stdin EOF"],
+            notes=[f"patched ({KWOK_PATCH_REV}): exec exit codes, stdin EOF, port-forward half-close"],
             build_seconds=round(time.monotonic() - started, 1),
         )
         manifest.save(out)

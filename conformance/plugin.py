@@ -1,0 +1,224 @@
+"""The pytest plugin: `pytest suites/ --target=jetstack` runs the probe matrix and gates on expectations.
+
+Registered through the `pytest11` entry point. Each setting is a CLI option, an environment variable and an
+ini value with one help string; precedence is CLI > environment > ini > default, resolved once in
+`pytest_configure` into a `Settings` object under a StashKey; the report header shows the effective values.
+
+Per-cell results ride on each test report's `user_properties` (JSON), so with pytest-xdist they reach the
+controller, which alone writes the results file and prints the summary (Cilium-style: counts by outcome,
+then one line per unexpected cell with its evidence).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance import __version__
+from conformance.errors import ConformanceError
+from conformance.model import CellResult, Outcome, Results, RunMetadata
+
+RESULT_PROPERTY = "conformance_cell"
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    env: str
+    help: str
+    default: str | None = None
+
+
+OPTIONS = (
+    Option("target", "CONFORMANCE_TARGET", "targets to probe: names from the config, comma-separated, or 'all'", "all"),
+    Option("path", "CONFORMANCE_PATH", "network paths: names from the config, comma-separated, or 'all'", "all"),
+    Option("protocol", "CONFORMANCE_PROTOCOL", "protocols (spdy, ws-v5, ws-tunnel, ...), comma-separated, or 'all'",
+           "all"),
+    Option("op", "CONFORMANCE_OP", "operations (exec, cp-upload, port-forward, ...), comma-separated, or 'all'", "all"),
+    Option("client", "CONFORMANCE_CLIENT", "clients: native, kubectl-1.NN, kubectl (every installed version), python, "
+           "comma-separated, or 'all'", "native,kubectl-1.35,python"),
+    Option("user", "CONFORMANCE_USER", "the config user whose identity the matrix runs as", "alice"),
+    Option("config", "CONFORMANCE_CONFIG", "harness config file (default: the running local lab's)"),
+    Option("kubeconfig", "CONFORMANCE_KUBECONFIG", "probe the cluster of this kubeconfig instead of a config file"),
+    Option("context", "CONFORMANCE_CONTEXT", "kubeconfig context (with --kubeconfig)"),
+    Option("expectations", "CONFORMANCE_EXPECTATIONS", "expectations file or built-in profile (default: 'lab' for "
+           "the local lab, none otherwise)"),
+    Option("probe-timeout", "CONFORMANCE_PROBE_TIMEOUT", "seconds each probe may take", "30"),
+    Option("results", "CONFORMANCE_RESULTS", "write the results JSON here"),
+    Option("baseline", "CONFORMANCE_BASELINE", "compare against this earlier results file and print the diff"),
+)
+
+
+@dataclass
+class Settings:
+    values: dict[str, str | None]
+    sources: dict[str, str]
+    results: list[CellResult] = field(default_factory=list)
+    started: str = ""
+
+    def get(self, name: str) -> str | None:
+        return self.values.get(name)
+
+    def selection(self, name: str) -> list[str] | None:
+        """A comma-separated option as a list; None means 'all'."""
+        raw = self.values.get(name) or "all"
+        items = [x.strip() for x in raw.split(",") if x.strip()]
+        return None if not items or "all" in items else items
+
+
+SETTINGS = pytest.StashKey[Settings]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("conformance", "streaming conformance (exec, cp, attach, port-forward)")
+    for opt in OPTIONS:
+        dest = "conformance_" + opt.name.replace("-", "_")
+        group.addoption(f"--{opt.name}", dest=dest, default=None,
+                        help=f"{opt.help} [env {opt.env}; ini {dest}; default {opt.default!r}]")
+        parser.addini(dest, help=opt.help, default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "conformance_cell: a cell of the streaming matrix")
+    config.addinivalue_line("markers", "security: a security probe (impersonation and authentication)")
+    values: dict[str, str | None] = {}
+    sources: dict[str, str] = {}
+    for opt in OPTIONS:
+        dest = "conformance_" + opt.name.replace("-", "_")
+        cli, env, ini = config.getoption(dest), os.environ.get(opt.env), config.getini(dest)
+        for value, source in ((cli, f"--{opt.name}"), (env, opt.env), (ini, f"ini {dest}"), (opt.default, "default")):
+            if value:
+                values[opt.name], sources[opt.name] = str(value), source
+                break
+        else:
+            values[opt.name], sources[opt.name] = None, "unset"
+    timeout = values.get("probe-timeout") or "30"
+    try:
+        if float(timeout) <= 0:
+            raise ValueError
+    except ValueError:
+        raise pytest.UsageError(f"probe-timeout from {sources['probe-timeout']} must be a positive number of "
+                                f"seconds, got {timeout!r}") from None
+    config.stash[SETTINGS] = Settings(values, sources, started=datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    settings = config.stash.get(SETTINGS, None)
+    if settings is None or not _uses_cells(config):
+        return None
+    shown = ", ".join(f"{k}={v} ({settings.sources[k]})" for k, v in settings.values.items() if v)
+    return [f"conformance {__version__}: {shown}"]
+
+
+def _uses_cells(config: pytest.Config) -> bool:
+    return bool(getattr(config, "_conformance_used", False))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    from conformance.suite_session import session_for
+
+    if "cell" not in metafunc.fixturenames and "security_cell" not in metafunc.fixturenames:
+        return
+    metafunc.config._conformance_used = True  # type: ignore[attr-defined]
+    try:
+        session = session_for(metafunc.config)
+    except ConformanceError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if "cell" in metafunc.fixturenames:
+        cells = session.cells()
+        metafunc.parametrize("cell", cells, ids=[c.id for c in cells])
+    if "security_cell" in metafunc.fixturenames:
+        cells = session.security_cells()
+        metafunc.parametrize("security_cell", cells, ids=[c.id for c in cells])
+
+
+def record(request: pytest.FixtureRequest, result: CellResult) -> None:
+    """Attach a cell's result to its test report, then pass, xfail, skip or fail the test by its outcome."""
+    request.node.user_properties.append((RESULT_PROPERTY, json.dumps(_cell_dict(result))))
+    if result.outcome is Outcome.SKIP:
+        pytest.skip(result.message)
+    if result.outcome is Outcome.EXPECTED_FAIL:
+        pytest.xfail(f"{result.error_class.value}: {result.message}")
+    if result.outcome.gates:
+        ev = result.evidence
+        lines = [f"{result.outcome.value}: {result.message}"]
+        if ev.status_line:
+            lines.append(f"  status: {ev.status_line}")
+        if ev.error:
+            lines.append(f"  error: {ev.error}")
+        if ev.identity:
+            lines.append(f"  identity: {ev.identity.user} {ev.identity.groups} (via {ev.identity.source})")
+        pytest.fail("\n".join(lines), pytrace=False)
+
+
+def _cell_dict(result: CellResult) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(result)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "call" and not (report.when == "setup" and report.skipped):
+        return
+    config = _CONFIG.get("config")
+    if config is None or hasattr(config, "workerinput"):
+        return  # workers send reports to the controller, which collects
+    for name, value in report.user_properties:
+        if name == RESULT_PROPERTY:
+            from conformance.model import _cell_from_dict
+
+            config.stash[SETTINGS].results.append(_cell_from_dict(json.loads(str(value))))
+
+
+_CONFIG: dict[str, pytest.Config] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _CONFIG["config"] = session.config
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if hasattr(config, "workerinput") or SETTINGS not in config.stash:
+        return
+    settings = config.stash[SETTINGS]
+    if not settings.results:
+        return
+    from conformance.suite_session import session_for
+
+    try:
+        suite = session_for(config)  # the xdist controller never collected, so it builds one here
+    except ConformanceError:
+        suite = None
+    meta = RunMetadata(started=settings.started, finished=datetime.now(UTC).isoformat(timespec="seconds"),
+                       harness_version=__version__, cluster_version=suite.cluster_version if suite else None,
+                       config_digest=suite.config.digest if suite else None,
+                       source=suite.config.source if suite else None, runner=platform.node())
+    results = Results(meta=meta, cells=sorted(settings.results, key=lambda c: c.id))
+    path = settings.get("results")
+    if path:
+        from reports.json_report import write_results
+
+        write_results(results, Path(path))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if SETTINGS not in config.stash or hasattr(config, "workerinput"):
+        return
+    settings = config.stash[SETTINGS]
+    if not settings.results:
+        return
+    from conformance.summary import summary_lines
+
+    terminalreporter.section("conformance summary")
+    for line in summary_lines(settings.results, results_path=settings.get("results"),
+                              baseline=settings.get("baseline")):
+        terminalreporter.write_line(line)

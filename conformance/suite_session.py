@@ -1,0 +1,193 @@
+"""What one pytest run works with: the config, the clients, the expectations, the cells and the runner.
+
+Built once per pytest process (each xdist worker builds its own, deterministically, from the same
+settings). Every bad setting becomes a ConfigError that says where the value came from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+from conformance.adapters.base import ClientAdapter
+from conformance.cells import OPERATIONS, Cell, CellRunner, enumerate_cells
+from conformance.config import HarnessConfig, load_config, parse_config
+from conformance.errors import ConfigError
+from conformance.expectations import Expectations
+
+if TYPE_CHECKING:
+    from conformance.plugin import Settings
+
+SESSION_ATTR = "_conformance_session"
+
+
+class SuiteSession:
+    def __init__(
+        self, config: HarnessConfig, clients: dict[str, ClientAdapter], expectations: Expectations, settings: Settings
+    ) -> None:
+        self.config = config
+        self.clients = clients
+        self.expectations = expectations
+        self.settings = settings
+        self.runner = CellRunner(config, clients, expectations, float(settings.get("probe-timeout") or 30))
+        versions = (config.raw.get("lab") or {}).get("versions") or {}
+        self.cluster_version: str | None = versions.get("kubernetes")
+
+    def _select(self, name: str, known: list[str]) -> list[str]:
+        chosen = self.settings.selection(name)
+        if chosen is None:
+            return known
+        unknown = [c for c in chosen if c not in known]
+        if unknown:
+            raise ConfigError(
+                f"{name} from {self.settings.sources[name]}: unknown {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        return chosen
+
+    def user(self) -> str:
+        user = self.settings.get("user") or "alice"
+        if user not in self.config.users:
+            raise ConfigError(
+                f"user from {self.settings.sources['user']}: {user!r} is not in {self.config.path} "
+                f"(users: {', '.join(self.config.users)})"
+            )
+        return str(user)
+
+    def cells(self) -> list[Cell]:
+        targets = self._select("target", list(self.config.targets))
+        paths = self._select("path", list(self.config.paths))
+        ops = self._select("op", list(OPERATIONS))
+        protocols = self.settings.selection("protocol")
+        return enumerate_cells(
+            self.config,
+            self.clients,
+            targets=targets,
+            paths=paths,
+            protocols=set(protocols) if protocols else None,
+            operations=ops,
+            user=self.user(),
+        )
+
+    def security_cells(self) -> list[Any]:
+        from probes.security import security_cells
+
+        targets = self._select("target", list(self.config.targets))
+        paths = self._select("path", list(self.config.paths))
+        cells: list[Any] = security_cells(self.config, targets, paths)
+        return cells
+
+
+def _load_harness_config(settings: Settings) -> HarnessConfig:
+    if settings.get("config"):
+        return load_config(Path(str(settings.get("config"))))
+    if settings.get("kubeconfig"):
+        return config_from_kubeconfig(Path(str(settings.get("kubeconfig"))), settings.get("context"))
+    from conformance.lab import lab
+
+    if not lab.is_up():
+        raise ConfigError(
+            "no --config (CONFORMANCE_CONFIG) or --kubeconfig given, and no local lab is running: "
+            "start one with `conformance lab up`, or point --config at your cluster's harness config"
+        )
+    return load_config(lab.harness_config_path())
+
+
+def config_from_kubeconfig(path: Path, context: str | None) -> HarnessConfig:
+    """The simple case: one target, the kubeconfig's cluster, as the kubeconfig's user (token credentials)."""
+    try:
+        kc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the kubeconfig: {exc}") from exc
+    name = context or kc.get("current-context")
+    ctx = next((c["context"] for c in kc.get("contexts", []) if c.get("name") == name), None)
+    if ctx is None:
+        raise ConfigError(f"{path}: context {name!r} not found")
+    cluster: dict[str, Any] = next(
+        (c["cluster"] for c in kc.get("clusters", []) if c.get("name") == ctx.get("cluster")), {}
+    )
+    user: dict[str, Any] = next((u["user"] for u in kc.get("users", []) if u.get("name") == ctx.get("user")), {})
+    if "token" in user:
+        credential: dict[str, Any] = {
+            "type": "inline-token-from-kubeconfig",
+            "kubeconfig": str(path),
+            "user": ctx.get("user"),
+        }
+    elif "tokenFile" in user:
+        credential = {"type": "token-file", "path": user["tokenFile"]}
+    else:
+        raise ConfigError(
+            f"{path}: user {ctx.get('user')!r} has no token or tokenFile; the harness authenticates "
+            "with bearer tokens (write a harness config with a token-file credential)"
+        )
+    data = {
+        "version": 1,
+        "source": f"kubeconfig {path}",
+        "targets": {
+            "cluster": {
+                "server": cluster.get("server"),
+                "ca_file": cluster.get("certificate-authority"),
+                "insecure_skip_tls_verify": cluster.get("insecure-skip-tls-verify", False),
+            }
+        },
+        "users": {"kubeconfig": {"credential": credential}},
+        "workload": {
+            "namespace": ctx.get("namespace", "conformance"),
+            "pods": ["conformance-probe"],
+            "container": "main",
+            "port": 8080,
+            "manage": True,
+        },
+    }
+    return parse_config(data, path)
+
+
+def _clients(settings: Settings) -> dict[str, ClientAdapter]:
+    from conformance.adapters.kubectl import KubectlAdapter
+    from conformance.lab.build import installed_components
+
+    installed = {n: m for n, m in installed_components().items() if n.startswith("kubectl-")}
+    wanted = settings.selection("client")
+    available: dict[str, ClientAdapter] = {}
+    from conformance.adapters.native import NativeAdapter
+    from conformance.adapters.python_client import PythonClientAdapter
+
+    available["native"] = NativeAdapter()
+    for name, manifest in sorted(installed.items()):
+        minor = int(name.split(".")[1])
+        available[name] = KubectlAdapter(Path(manifest.binaries["kubectl"]), manifest.version, minor)
+    available["python"] = PythonClientAdapter()
+    if wanted is None:
+        return available
+    chosen: dict[str, ClientAdapter] = {}
+    for name in wanted:
+        if name == "kubectl":
+            chosen.update({k: v for k, v in available.items() if k.startswith("kubectl-")})
+        elif name in available:
+            chosen[name] = available[name]
+        else:
+            raise ConfigError(
+                f"client from {settings.sources['client']}: {name!r} is not available; available: "
+                f"{', '.join(available) or 'none'} (kubectl versions come from `conformance lab build`)"
+            )
+    return chosen
+
+
+def session_for(config: pytest.Config) -> SuiteSession:
+    existing = getattr(config, SESSION_ATTR, None)
+    if existing is not None:
+        return existing  # type: ignore[no-any-return]
+    from conformance.plugin import SETTINGS
+
+    settings = config.stash[SETTINGS]
+    harness = _load_harness_config(settings)
+    spec = settings.get("expectations") or ("lab" if harness.source == "local-lab" else None)
+    session = SuiteSession(harness, _clients(settings), Expectations.load(spec), settings)
+    setattr(config, SESSION_ATTR, session)
+    return session
+
+
+def current_session(config: pytest.Config) -> SuiteSession | None:
+    return getattr(config, SESSION_ATTR, None)

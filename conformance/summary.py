@@ -1,0 +1,30 @@
+"""The plain-text end of a run, Cilium-style: one line of counts, then one line per unexpected cell."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conformance.model import CellResult, Results, RunMetadata
+
+
+def summary_lines(cells: list[CellResult], *, results_path: str | None, baseline: str | None) -> list[str]:
+    from reports.evidence import key_evidence
+    from reports.grid import summary_line, unexpected
+
+    results = Results(meta=RunMetadata(started=""), cells=cells)
+    lines = [summary_line(results)]
+    for cell in unexpected(results):
+        lines.append(f"  {cell.outcome.value:<15} {cell.id}: {key_evidence(cell) or cell.message}")
+    fallbacks = [c for c in cells if c.evidence.fallback]
+    if fallbacks:
+        lines.append(f"  {len(fallbacks)} cell(s) worked only after a client fallback, e.g. {fallbacks[0].id}")
+    if baseline:
+        from reports.diff import diff_results, render_diff_terminal
+        from reports.schema import load_results
+
+        lines.append(f"compared with {baseline}:")
+        diff = diff_results(load_results(Path(baseline)), results)
+        lines += ["  " + x for x in render_diff_terminal(diff).splitlines()]
+    if results_path:
+        lines.append(f"results: {results_path} (`conformance report {results_path} --format html` renders them)")
+    return lines
