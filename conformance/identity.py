@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,6 +97,60 @@ def find_audit_event(
         if time.monotonic() >= end:
             return None
         time.sleep(AUDIT_POLL_S)
+
+
+class AuditTail:
+    """Follows the audit log from where it was when the run began; each search reads only new bytes.
+
+    Matching is on a marker (in requestURI or userAgent), newest event first. Only the last MAX_EVENTS
+    lines are kept: a probe looks for its own event moments after its request, never for old ones.
+    """
+
+    MAX_EVENTS = 20000
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.is_file() else 0
+        self.lines: list[str] = []
+        self._partial = b""
+        self._lock = threading.Lock()
+
+    def _read_new(self) -> None:
+        if not self.path.is_file():
+            return
+        size = self.path.stat().st_size
+        if size < self.offset:  # rotated
+            self.offset = 0
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(AUDIT_TAIL_BYTES)
+            self.offset = f.tell()
+        chunks = (self._partial + data).split(b"\n")
+        self._partial = chunks.pop()
+        self.lines.extend(c.decode("utf-8", "replace") for c in chunks if c)
+        del self.lines[: -self.MAX_EVENTS]
+
+    def find(self, markers: list[str], subresource: str | None, deadline_s: float) -> dict[str, Any] | None:
+        end = time.monotonic() + deadline_s
+        while True:
+            with self._lock:
+                self._read_new()
+                for line in reversed(self.lines):
+                    if not any(m in line for m in markers):
+                        continue
+                    try:
+                        event = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+                    where = event.get("requestURI", "") + " " + event.get("userAgent", "")
+                    if not any(m in where for m in markers):
+                        continue
+                    if subresource and (event.get("objectRef") or {}).get("subresource") != subresource:
+                        continue
+                    return dict(event)
+            if time.monotonic() >= end:
+                return None
+            time.sleep(AUDIT_POLL_S)
 
 
 async def self_subject_review(
