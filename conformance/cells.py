@@ -123,11 +123,14 @@ class CellRunner:
         self.audit = AuditTail(config.audit_log) if config.audit_log else None
 
     def run(self, cell: Cell) -> CellResult:
+        return asyncio.run(self.run_async(cell))
+
+    async def run_async(self, cell: Cell) -> CellResult:
         started = time.monotonic()
         expectation = self.expectations.for_cell(cell.key)
         client = RAW if cell.key.client == RAW.name else self.clients[cell.key.client]
         try:
-            observation = asyncio.run(self._observe(cell, client))
+            observation = await self._observe(cell, client)
         except Exception as exc:
             tb = redact("".join(traceback.format_exception_only(exc)).strip())
             observation = Observation(error_class=ErrorClass.HARNESS, evidence=Evidence(error=tb), message=tb)

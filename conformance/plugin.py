@@ -39,18 +39,33 @@ class Option:
 OPTIONS = (
     Option("target", "CONFORMANCE_TARGET", "targets to probe: names from the config, comma-separated, or 'all'", "all"),
     Option("path", "CONFORMANCE_PATH", "network paths: names from the config, comma-separated, or 'all'", "all"),
-    Option("protocol", "CONFORMANCE_PROTOCOL", "protocols (spdy, ws-v5, ws-tunnel, ...), comma-separated, or 'all'",
-           "all"),
+    Option(
+        "protocol", "CONFORMANCE_PROTOCOL", "protocols (spdy, ws-v5, ws-tunnel, ...), comma-separated, or 'all'", "all"
+    ),
     Option("op", "CONFORMANCE_OP", "operations (exec, cp-upload, port-forward, ...), comma-separated, or 'all'", "all"),
-    Option("client", "CONFORMANCE_CLIENT", "clients: native, kubectl-1.NN, kubectl (every installed version), python, "
-           "comma-separated, or 'all'", "native,kubectl-1.35,python"),
+    Option(
+        "client",
+        "CONFORMANCE_CLIENT",
+        "clients: native, kubectl-1.NN, kubectl (every installed version), python, comma-separated, or 'all'",
+        "native,kubectl-1.35,python",
+    ),
     Option("user", "CONFORMANCE_USER", "the config user whose identity the matrix runs as", "alice"),
     Option("config", "CONFORMANCE_CONFIG", "harness config file (default: the running local lab's)"),
     Option("kubeconfig", "CONFORMANCE_KUBECONFIG", "probe the cluster of this kubeconfig instead of a config file"),
     Option("context", "CONFORMANCE_CONTEXT", "kubeconfig context (with --kubeconfig)"),
-    Option("expectations", "CONFORMANCE_EXPECTATIONS", "expectations file or built-in profile (default: 'lab' for "
-           "the local lab, none otherwise)"),
+    Option(
+        "expectations",
+        "CONFORMANCE_EXPECTATIONS",
+        "expectations file or built-in profile (default: 'lab' for the local lab, none otherwise)",
+    ),
     Option("probe-timeout", "CONFORMANCE_PROBE_TIMEOUT", "seconds each probe may take", "30"),
+    Option(
+        "concurrency",
+        "CONFORMANCE_CONCURRENCY",
+        "cells run at once in this process (cells mostly wait on the "
+        "network; under pytest-xdist each worker runs one at a time)",
+        "8",
+    ),
     Option("results", "CONFORMANCE_RESULTS", "write the results JSON here"),
     Option("baseline", "CONFORMANCE_BASELINE", "compare against this earlier results file and print the diff"),
 )
@@ -80,8 +95,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "streaming conformance (exec, cp, attach, port-forward)")
     for opt in OPTIONS:
         dest = "conformance_" + opt.name.replace("-", "_")
-        group.addoption(f"--{opt.name}", dest=dest, default=None,
-                        help=f"{opt.help} [env {opt.env}; ini {dest}; default {opt.default!r}]")
+        group.addoption(
+            f"--{opt.name}",
+            dest=dest,
+            default=None,
+            help=f"{opt.help} [env {opt.env}; ini {dest}; default {opt.default!r}]",
+        )
         parser.addini(dest, help=opt.help, default=None)
 
 
@@ -99,13 +118,15 @@ def pytest_configure(config: pytest.Config) -> None:
                 break
         else:
             values[opt.name], sources[opt.name] = None, "unset"
-    timeout = values.get("probe-timeout") or "30"
-    try:
-        if float(timeout) <= 0:
-            raise ValueError
-    except ValueError:
-        raise pytest.UsageError(f"probe-timeout from {sources['probe-timeout']} must be a positive number of "
-                                f"seconds, got {timeout!r}") from None
+    for name, kind in (("probe-timeout", float), ("concurrency", int)):
+        raw = values.get(name) or "1"
+        try:
+            if kind(raw) <= 0:
+                raise ValueError
+        except ValueError:
+            raise pytest.UsageError(
+                f"{name} from {sources[name]} must be a positive {kind.__name__}, got {raw!r}"
+            ) from None
     config.stash[SETTINGS] = Settings(values, sources, started=datetime.now(UTC).isoformat(timespec="seconds"))
 
 
@@ -137,6 +158,30 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "security_cell" in metafunc.fixturenames:
         cells = session.security_cells()
         metafunc.parametrize("security_cell", cells, ids=[c.id for c in cells])
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Outside xdist, start running the collected cells ahead of their tests (conformance.prefetch)."""
+    config = session.config
+    if not _uses_cells(config) or hasattr(config, "workerinput") or config.option.collectonly:
+        return
+    from conformance.suite_session import session_for
+
+    cells = []
+    for item in session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        cell = params.get("cell") or params.get("security_cell")
+        if cell is not None:
+            cells.append(cell)
+    session_for(config).start_prefetch(cells, int(config.stash[SETTINGS].get("concurrency") or 1))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from conformance.suite_session import current_session
+
+    suite = current_session(config)
+    if suite is not None and suite.prefetcher is not None:
+        suite.prefetcher.close()
 
 
 def record(request: pytest.FixtureRequest, result: CellResult) -> None:
@@ -198,10 +243,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         suite = session_for(config)  # the xdist controller never collected, so it builds one here
     except ConformanceError:
         suite = None
-    meta = RunMetadata(started=settings.started, finished=datetime.now(UTC).isoformat(timespec="seconds"),
-                       harness_version=__version__, cluster_version=suite.cluster_version if suite else None,
-                       config_digest=suite.config.digest if suite else None,
-                       source=suite.config.source if suite else None, runner=platform.node())
+    meta = RunMetadata(
+        started=settings.started,
+        finished=datetime.now(UTC).isoformat(timespec="seconds"),
+        harness_version=__version__,
+        cluster_version=suite.cluster_version if suite else None,
+        config_digest=suite.config.digest if suite else None,
+        source=suite.config.source if suite else None,
+        runner=platform.node(),
+    )
     results = Results(meta=meta, cells=sorted(settings.results, key=lambda c: c.id))
     path = settings.get("results")
     if path:
@@ -219,6 +269,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     from conformance.summary import summary_lines
 
     terminalreporter.section("conformance summary")
-    for line in summary_lines(settings.results, results_path=settings.get("results"),
-                              baseline=settings.get("baseline")):
+    for line in summary_lines(
+        settings.results, results_path=settings.get("results"), baseline=settings.get("baseline")
+    ):
         terminalreporter.write_line(line)

@@ -17,9 +17,11 @@ from conformance.cells import OPERATIONS, Cell, CellRunner, enumerate_cells
 from conformance.config import HarnessConfig, load_config, parse_config
 from conformance.errors import ConfigError
 from conformance.expectations import Expectations
+from conformance.model import CellResult
 
 if TYPE_CHECKING:
     from conformance.plugin import Settings
+    from conformance.prefetch import Prefetcher
 
 SESSION_ATTR = "_conformance_session"
 
@@ -33,6 +35,7 @@ class SuiteSession:
         self.expectations = expectations
         self.settings = settings
         self.runner = CellRunner(config, clients, expectations, float(settings.get("probe-timeout") or 30))
+        self.prefetcher: Prefetcher | None = None
         versions = (config.raw.get("lab") or {}).get("versions") or {}
         self.cluster_version: str | None = versions.get("kubernetes")
 
@@ -46,6 +49,18 @@ class SuiteSession:
                 f"{name} from {self.settings.sources[name]}: unknown {', '.join(unknown)}; known: {', '.join(known)}"
             )
         return chosen
+
+    def result(self, cell: Cell) -> CellResult:
+        """This cell's result: from the prefetcher when one runs ahead, else run now."""
+        if self.prefetcher is not None:
+            return self.prefetcher.result(cell)
+        return self.runner.run(cell)
+
+    def start_prefetch(self, cells: list[Cell], concurrency: int) -> None:
+        from conformance.prefetch import Prefetcher
+
+        if concurrency > 1 and cells:
+            self.prefetcher = Prefetcher(self.runner, cells, concurrency)
 
     def user(self) -> str:
         user = self.settings.get("user") or "alice"

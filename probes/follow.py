@@ -5,8 +5,8 @@ from __future__ import annotations
 from conformance.model import ErrorClass, Observation
 from probes.common import ProbeContext, mismatch, observed
 
-HOLD_S = 3.0
-MIN_LINES = 2  # the lab's pod log ticks once a second
+HOLD_S = 0.8
+MIN_LINES = 2
 
 
 async def probe_attach(ctx: ProbeContext) -> Observation:
@@ -15,9 +15,9 @@ async def probe_attach(ctx: ProbeContext) -> Observation:
         return observed(result)
     lines = result.stdout.count(b"\n")
     if lines < MIN_LINES:
-        return mismatch(result, f"{lines} line(s) in {HOLD_S:.0f}s of attach, expected at least {MIN_LINES}")
+        return mismatch(result, f"{lines} line(s) in {HOLD_S:.1f}s of attach, expected at least {MIN_LINES}")
     result.evidence.bytes_verified = len(result.stdout)
-    return observed(result, f"attached for {HOLD_S:.0f}s, {lines} lines")
+    return observed(result, f"attached for {HOLD_S:.1f}s, {lines} lines")
 
 
 async def probe_logs_follow(ctx: ProbeContext) -> Observation:
@@ -26,6 +26,6 @@ async def probe_logs_follow(ctx: ProbeContext) -> Observation:
         return observed(result)
     lines = result.stdout.count(b"\n")
     if lines < MIN_LINES:
-        return mismatch(result, f"{lines} line(s) in {HOLD_S:.0f}s of logs -f, expected at least {MIN_LINES}")
+        return mismatch(result, f"{lines} line(s) in {HOLD_S:.1f}s of logs -f, expected at least {MIN_LINES}")
     result.evidence.bytes_verified = len(result.stdout)
-    return observed(result, f"followed for {HOLD_S:.0f}s, {lines} lines")
+    return observed(result, f"followed for {HOLD_S:.1f}s, {lines} lines")

@@ -16,7 +16,7 @@ from conformance.classify import classify_status, classify_text
 from conformance.model import ErrorClass, Evidence, Observation
 from probes.common import ProbeContext
 
-WATCH_HOLD_S = 5.0
+WATCH_HOLD_S = 1.0
 
 
 def _client(ctx: ProbeContext, timeout_s: float) -> httpx.AsyncClient:

@@ -16,4 +16,4 @@ from conformance.suite_session import session_for
 
 @pytest.mark.security
 def test_security(security_cell: Cell, request: pytest.FixtureRequest) -> None:
-    record(request, session_for(request.config).runner.run(security_cell))
+    record(request, session_for(request.config).result(security_cell))

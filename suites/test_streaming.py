@@ -14,4 +14,4 @@ from conformance.suite_session import session_for
 
 @pytest.mark.conformance_cell
 def test_cell(cell: Cell, request: pytest.FixtureRequest) -> None:
-    record(request, session_for(request.config).runner.run(cell))
+    record(request, session_for(request.config).result(cell))

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from conformance.adapters.base import OpResult, Session
-from conformance.classify import classify_text
+from conformance.classify import classify_status, classify_text
 from conformance.lab.kubeconfigs import kubeconfig_dict, write_kubeconfig
 from conformance.model import ErrorClass, Evidence
 from conformance.redact import redact
@@ -167,6 +167,10 @@ class KubectlAdapter:
             error_lines = [line for line in text.splitlines() if line.startswith(("error", "Error"))]
             result.evidence.error = (error_lines[-1] if error_lines else text.strip()[-500:]) or None
             result.error_class = classify_text(text) if error_lines else ErrorClass.PROTOCOL_ERROR
+            refused = _refused_status(result.evidence.status_line)
+            if refused is not None:
+                # The upgrade's own answer beats kubectl's wording (Envoy's empty 403 prints "Error from server:").
+                result.error_class = classify_status(refused, text)
             result.message = result.evidence.error or f"kubectl exited {result.exit_code}"
         return result
 
@@ -332,7 +336,20 @@ class KubectlAdapter:
                 else (ErrorClass.TIMEOUT if error and "within" in error else ErrorClass.RESET)
             )
             result.message = detail
+            refused = _refused_status(evidence.status_line)
+            if refused is not None:
+                result.error_class = classify_status(refused, text)
         return result
+
+
+def _refused_status(status_line: str | None) -> int | None:
+    """The status code of a streaming request that was not upgraded, from kubectl's -v=6 log."""
+    if not status_line:
+        return None
+    parts = status_line.split()
+    if len(parts) < 2 or not parts[1].isdigit() or parts[1] == "101":
+        return None
+    return int(parts[1])
 
 
 async def _drain(reader: asyncio.StreamReader, limit: int = MAX_OUTPUT) -> bytes:

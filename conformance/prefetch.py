@@ -1,0 +1,58 @@
+"""Run cells ahead of pytest, a bounded number at a time, so an I/O-bound matrix does not wait cell by cell.
+
+pytest calls tests one after another; a cell mostly waits on the network. On the first cell the prefetcher
+submits every cell of this process, in collection order, to one event loop in a background thread, with at
+most `concurrency` running at once; each test then only waits for its own result, so reports keep their
+order and every outcome still belongs to its test. Under pytest-xdist a worker does not know which cells it
+will be given, so there each cell runs when its test runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Sequence
+
+from conformance.cells import Cell, CellRunner
+from conformance.model import CellResult
+
+
+class Prefetcher:
+    def __init__(self, runner: CellRunner, cells: Sequence[Cell], concurrency: int) -> None:
+        self.runner = runner
+        self.cells = list(cells)
+        self.concurrency = max(1, concurrency)
+        self._futures: dict[str, concurrent.futures.Future[CellResult]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> None:
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="conformance-prefetch", daemon=True)
+        thread.start()
+        self._loop = loop
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def bounded(cell: Cell) -> CellResult:
+            async with slots:
+                return await self.runner.run_async(cell)
+
+        for cell in self.cells:
+            self._futures[cell.id] = asyncio.run_coroutine_threadsafe(bounded(cell), loop)
+
+    def result(self, cell: Cell) -> CellResult:
+        with self._lock:
+            if self._loop is None:
+                self._start()
+        future = self._futures.get(cell.id)
+        if future is None:  # not known up front (e.g. selected later): run it now
+            return self.runner.run(cell)
+        return future.result()
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        for future in self._futures.values():
+            future.cancel()
+        self._loop.call_soon_threadsafe(self._loop.stop)
