@@ -160,9 +160,15 @@ class PythonClientAdapter:
         result = await self.exec(s, pod, container, ["tar", "cf", "-", remote], protocol=protocol)
         if result.error_class is not ErrorClass.NONE:
             return result
-        with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tar:
-            member = tar.extractfile(remote)
-            data = member.read() if member else b""
+        try:
+            with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tar:
+                member = tar.extractfile(remote)
+                data = member.read() if member else b""
+        except tarfile.TarError as exc:
+            result.error_class = ErrorClass.DATA_MISMATCH
+            result.message = f"the tar stream from the pod is broken after {len(result.stdout)} bytes: {exc}"
+            result.evidence.error = result.message
+            return result
         local.write_bytes(data)
         result.sha256 = hashlib.sha256(data).hexdigest()
         return result
