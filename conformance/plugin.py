@@ -17,13 +17,16 @@ import platform
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from conformance import __version__
 from conformance.errors import ConformanceError
 from conformance.model import CellResult, Outcome, Results, RunMetadata
+
+if TYPE_CHECKING:
+    from conformance.cells import Cell
 
 RESULT_PROPERTY = "conformance_cell"
 
@@ -148,16 +151,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cell" not in metafunc.fixturenames and "security_cell" not in metafunc.fixturenames:
         return
     metafunc.config._conformance_used = True  # type: ignore[attr-defined]
+    wanted: dict[str, list[Cell]] = {n: [] for n in ("cell", "security_cell") if n in metafunc.fixturenames}
     try:
         session = session_for(metafunc.config)
+        if "cell" in wanted:
+            wanted["cell"] = session.cells()
+        if "security_cell" in wanted:
+            wanted["security_cell"] = session.security_cells()
     except ConformanceError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    if "cell" in metafunc.fixturenames:
-        cells = session.cells()
-        metafunc.parametrize("cell", cells, ids=[c.id for c in cells])
-    if "security_cell" in metafunc.fixturenames:
-        cells = session.security_cells()
-        metafunc.parametrize("security_cell", cells, ids=[c.id for c in cells])
+        # Raised from inside a collector this would be a collection error; it is a usage error, raised once
+        # collection is over (pytest_collection_modifyitems) so the run ends with pytest's usage exit code.
+        metafunc.config._conformance_error = str(exc)  # type: ignore[attr-defined]
+        wanted = {name: [] for name in wanted}
+    for name, cells in wanted.items():
+        metafunc.parametrize(name, cells, ids=[c.id for c in cells])
+
+
+def pytest_collection_modifyitems(config: pytest.Config) -> None:
+    error = getattr(config, "_conformance_error", None)
+    if error:
+        raise pytest.UsageError(f"conformance: {error}")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

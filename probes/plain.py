@@ -37,8 +37,25 @@ def _client(ctx: ProbeContext, timeout_s: float) -> httpx.AsyncClient:
 def _failed(evidence: Evidence, exc: Exception) -> Observation:
     text = f"{type(exc).__name__}: {exc}"
     evidence.error = text
-    cls = ErrorClass.TIMEOUT if isinstance(exc, httpx.TimeoutException) else classify_text(text)
-    return Observation(error_class=cls, evidence=evidence, message=text)
+    return Observation(error_class=_http_error_class(exc, text), evidence=evidence, message=text)
+
+
+def _http_error_class(exc: Exception, text: str) -> ErrorClass:
+    """httpx wraps the cause ("All connection attempts failed"): the cause says what really happened."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ErrorClass.TIMEOUT
+    if isinstance(exc, httpx.ProxyError):
+        return ErrorClass.PROXY_ERROR
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return ErrorClass.CONNECT_REFUSED
+        if isinstance(cause, ssl.SSLError):
+            return ErrorClass.TLS
+        if isinstance(cause, ConnectionResetError):
+            return ErrorClass.RESET
+        cause = cause.__cause__ or cause.__context__
+    return classify_text(text)
 
 
 async def probe_whoami(ctx: ProbeContext) -> Observation:
