@@ -80,7 +80,7 @@ class KubectlAdapter:
     def protocols(self, operation: str) -> tuple[str, ...]:
         if operation in ("exec", "exec-stdin", "cp-upload", "cp-download", "attach"):
             return ("spdy", "ws")
-        if operation in ("port-forward",):
+        if operation in ("port-forward", "port-forward-concurrent"):
             return ("spdy", "ws-tunnel")
         if operation == "logs-follow":
             return ("http",)
