@@ -57,12 +57,21 @@ class User:
 
 @dataclass(frozen=True)
 class Workload:
+    """Where the cells run; with `manage` the harness creates and removes it (conformance.workload, docs/config.md)."""
+
     namespace: str
     pods: tuple[str, ...]
     container: str
     port: int
     manage: bool = False
     image: str | None = None
+    reuse: bool = False  # use an existing namespace/pod instead of refusing it; never delete what existed
+    kubeconfig: str | None = None  # the credential that creates and deletes (default: the matrix user's token)
+    context: str | None = None
+    command: tuple[str, ...] | None = None  # the probe container's argv (default: tick to stdout + echo listener)
+    pod_overrides: dict[str, Any] = field(default_factory=dict)  # merged into the pod spec (None deletes a key)
+    grant: tuple[dict[str, str], ...] = ()  # RBAC subjects given streaming rights in the namespace
+    ready_timeout_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,47 @@ def _endpoint(data: Any, where: str, path: Path) -> Endpoint:
     )
 
 
+SUBJECT_KINDS = ("User", "Group", "ServiceAccount")
+
+
+def _workload(w: dict[str, Any], path: Path) -> Workload:
+    def opt(key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        return _need(w, key, "workload", path, kind) if w.get(key) is not None else default
+
+    command = opt("command", list)
+    if command is not None and (not command or not all(isinstance(a, str) for a in command)):
+        raise ConfigError(f"{path}: workload.command must be a non-empty list of strings (an argv)")
+    grant = opt("grant", list, [])
+    for i, subject in enumerate(grant):
+        if not isinstance(subject, dict) or subject.get("kind") not in SUBJECT_KINDS or not subject.get("name"):
+            raise ConfigError(
+                f"{path}: workload.grant[{i}] must be a mapping with kind ({', '.join(SUBJECT_KINDS)}) and name, "
+                f"got {subject!r}"
+            )
+    ready_timeout = float(opt("ready_timeout_s", (int, float), 120.0))
+    if ready_timeout <= 0:
+        raise ConfigError(f"{path}: workload.ready_timeout_s must be positive, got {ready_timeout}")
+    kubeconfig = opt("kubeconfig", str)
+    pods = _need(w, "pods", "workload", path, list)
+    if not pods or not all(isinstance(p, str) and p for p in pods):
+        raise ConfigError(f"{path}: workload.pods must be a non-empty list of pod names, got {pods!r}")
+    return Workload(
+        namespace=_need(w, "namespace", "workload", path),
+        pods=tuple(pods),
+        container=w.get("container", "main"),
+        port=int(w.get("port", 8080)),
+        manage=bool(w.get("manage", False)),
+        image=opt("image", str),
+        reuse=bool(opt("reuse", bool, False)),
+        kubeconfig=os.path.expanduser(kubeconfig) if kubeconfig else None,
+        context=opt("context", str),
+        command=tuple(command) if command is not None else None,
+        pod_overrides=dict(opt("pod_overrides", dict, {})),
+        grant=tuple({str(k): str(v) for k, v in s.items()} for s in grant),
+        ready_timeout_s=ready_timeout,
+    )
+
+
 def parse_config(data: Any, path: Path) -> HarnessConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
@@ -155,15 +205,7 @@ def parse_config(data: Any, path: Path) -> HarnessConfig:
         cred = _need(u, "credential", f"users.{name}", path, dict)
         _need(cred, "type", f"users.{name}.credential", path)
         users[name] = User(name, cred, u.get("expect") or {})
-    w = _need(data, "workload", "", path, dict)
-    workload = Workload(
-        namespace=_need(w, "namespace", "workload", path),
-        pods=tuple(_need(w, "pods", "workload", path, list)),
-        container=w.get("container", "main"),
-        port=int(w.get("port", 8080)),
-        manage=bool(w.get("manage", False)),
-        image=w.get("image"),
-    )
+    workload = _workload(_need(data, "workload", "", path, dict), path)
     audit = (data.get("identity") or {}).get("audit") or {}
     audit_log = Path(audit["path"]) if audit.get("type") == "file" and audit.get("path") else None
     digest = hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()

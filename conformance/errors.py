@@ -5,6 +5,7 @@ ConformanceError
 ├── LabError               the local lab could not be built, started or reached
 │   └── ComponentError     one lab component failed (names it, carries its log tail)
 ├── ProtocolError          wire-level failures (see conformance.wire.errors)
+├── WorkloadError          the workload (namespace, probe pod) could not be created, readied or checked
 └── ResultsFormatError     a results document does not match its schema (names the JSON path)
 """
 
@@ -33,6 +34,10 @@ class ComponentError(LabError):
         if log_tail:
             text += f"\n--- last lines of {component}'s log ---\n{log_tail}"
         super().__init__(text)
+
+
+class WorkloadError(ConformanceError):
+    """The workload could not be set up; the message names the namespace, the pod and what the cluster said."""
 
 
 class ResultsFormatError(ConformanceError):

@@ -178,8 +178,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     if not _uses_cells(config) or hasattr(config, "workerinput") or config.option.collectonly:
         return
-    from conformance.suite_session import session_for
+    from conformance.suite_session import ensure_workload, session_for
 
+    _usage_errors(ensure_workload, config)  # before any cell runs, prefetched ones included
     cells = []
     for item in session.items:
         params = getattr(getattr(item, "callspec", None), "params", {})
@@ -189,12 +190,30 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     session_for(config).start_prefetch(cells, int(config.stash[SETTINGS].get("concurrency") or 1))
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """The xdist controller never collects: it sets up the workload here, before it schedules any test."""
+    from conformance.suite_session import ensure_workload
+
+    config: pytest.Config = node.config
+    if not config.option.collectonly:
+        _usage_errors(ensure_workload, config, ids)
+
+
+def _usage_errors(func: Any, *args: Any) -> None:
+    try:
+        func(*args)
+    except ConformanceError as exc:
+        raise pytest.UsageError(f"conformance: {exc}") from None
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from conformance.suite_session import current_session
+    from conformance.suite_session import cleanup_workload, current_session
 
     suite = current_session(config)
     if suite is not None and suite.prefetcher is not None:
         suite.prefetcher.close()
+    cleanup_workload(config)  # also after Ctrl-C: pytest unconfigures an interrupted run too
 
 
 def record(request: pytest.FixtureRequest, result: CellResult) -> None:

@@ -6,6 +6,7 @@ settings). Every bad setting becomes a ConfigError that says where the value cam
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,13 +16,14 @@ import yaml
 from conformance.adapters.base import ClientAdapter
 from conformance.cells import OPERATIONS, Cell, CellRunner, enumerate_cells
 from conformance.config import HarnessConfig, load_config, parse_config
-from conformance.errors import ConfigError
+from conformance.errors import ConfigError, ConformanceError
 from conformance.expectations import Expectations
 from conformance.model import CellResult
 
 if TYPE_CHECKING:
     from conformance.plugin import Settings
     from conformance.prefetch import Prefetcher
+    from conformance.workload import WorkloadManager
 
 SESSION_ATTR = "_conformance_session"
 
@@ -36,6 +38,7 @@ class SuiteSession:
         self.settings = settings
         self.runner = CellRunner(config, clients, expectations, float(settings.get("probe-timeout") or 30))
         self.prefetcher: Prefetcher | None = None
+        self.workload: WorkloadManager | None = None  # set in the one process that owns the workload
         versions = (config.raw.get("lab") or {}).get("versions") or {}
         self.cluster_version: str | None = versions.get("kubernetes")
 
@@ -154,6 +157,7 @@ def config_from_kubeconfig(path: Path, context: str | None) -> HarnessConfig:
             "container": "main",
             "port": 8080,
             "manage": True,
+            "reuse": True,  # the context's namespace usually exists: use it, delete only the pod
         },
     }
     return parse_config(data, path)
@@ -206,3 +210,34 @@ def session_for(config: pytest.Config) -> SuiteSession:
 
 def current_session(config: pytest.Config) -> SuiteSession | None:
     return getattr(config, SESSION_ATTR, None)
+
+
+def ensure_workload(config: pytest.Config, nodeids: Sequence[str] | None = None) -> None:
+    """Create or check the workload, once per run, in the process that owns it (never an xdist worker).
+
+    `nodeids` is an xdist controller's only view of the run (it never collects): the workload is set up only
+    if one of them is a cell, so `pytest -n 4 tests` with a config in the environment creates nothing.
+    """
+    if nodeids is not None:
+        try:
+            session = session_for(config)
+            cells = {c.id for c in session.cells()} | {c.id for c in session.security_cells()}
+        except ConformanceError:
+            return  # not a run this config can describe: workers that do collect cells report the error
+        if not any(n.endswith("]") and n[n.rfind("[") + 1 : -1] in cells for n in nodeids):
+            return
+    session = session_for(config)
+    if session.workload is not None:
+        return
+    from conformance.workload import WorkloadManager
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    log = (lambda m: reporter.write_line(f"conformance workload: {m}")) if reporter is not None else None
+    session.workload = WorkloadManager(session.config, session.user(), log=log)
+    session.workload.ensure()
+
+
+def cleanup_workload(config: pytest.Config) -> None:
+    session = current_session(config)
+    if session is not None and session.workload is not None:
+        session.workload.cleanup()

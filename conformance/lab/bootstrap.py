@@ -101,6 +101,22 @@ def _objects() -> list[dict[str, Any]]:
             },
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u} for u in PROXY_USERS],
         },
+        # The controller-manager runs under its own identity (no per-controller service accounts), which the
+        # bootstrap policy does not let finish a namespace's deletion: give it the namespace controller's role,
+        # or a deleted namespace (the harness's managed workload) stays Terminating.
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "lab:kube-controller-manager:namespace-controller"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:controller:namespace-controller",
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:kube-controller-manager"}
+            ],
+        },
         # kwok plays every kubelet of the fake node and manages pods cluster-wide, as kwokctl sets it up.
         {
             "apiVersion": rbac,
