@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from conformance.cells import Cell
 
 RESULT_PROPERTY = "conformance_cell"
+# The test arguments the plugin parametrizes with cells (suites/test_streaming.py, suites/test_security.py).
+MATRIX_ARG = "conformance_cell"
+SECURITY_ARG = "conformance_security_cell"
 
 
 @dataclass(frozen=True)
@@ -148,16 +151,17 @@ def _uses_cells(config: pytest.Config) -> bool:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     from conformance.suite_session import session_for
 
-    if "cell" not in metafunc.fixturenames and "security_cell" not in metafunc.fixturenames:
+    # Distinctive argument names: a test elsewhere that happens to take a `cell` must not become a matrix.
+    if MATRIX_ARG not in metafunc.fixturenames and SECURITY_ARG not in metafunc.fixturenames:
         return
     metafunc.config._conformance_used = True  # type: ignore[attr-defined]
-    wanted: dict[str, list[Cell]] = {n: [] for n in ("cell", "security_cell") if n in metafunc.fixturenames}
+    wanted: dict[str, list[Cell]] = {n: [] for n in (MATRIX_ARG, SECURITY_ARG) if n in metafunc.fixturenames}
     try:
         session = session_for(metafunc.config)
-        if "cell" in wanted:
-            wanted["cell"] = session.cells()
-        if "security_cell" in wanted:
-            wanted["security_cell"] = session.security_cells()
+        if MATRIX_ARG in wanted:
+            wanted[MATRIX_ARG] = session.cells()
+        if SECURITY_ARG in wanted:
+            wanted[SECURITY_ARG] = session.security_cells()
     except ConformanceError as exc:
         # Raised from inside a collector this would be a collection error; it is a usage error, raised once
         # collection is over (pytest_collection_modifyitems) so the run ends with pytest's usage exit code.
@@ -184,7 +188,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     cells = []
     for item in session.items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        cell = params.get("cell") or params.get("security_cell")
+        cell = params.get(MATRIX_ARG) or params.get(SECURITY_ARG)
         if cell is not None:
             cells.append(cell)
     session_for(config).start_prefetch(cells, int(config.stash[SETTINGS].get("concurrency") or 1))

@@ -15,5 +15,5 @@ from conformance.suite_session import session_for
 
 
 @pytest.mark.security
-def test_security(security_cell: Cell, request: pytest.FixtureRequest) -> None:
-    record(request, session_for(request.config).result(security_cell))
+def test_security(conformance_security_cell: Cell, request: pytest.FixtureRequest) -> None:
+    record(request, session_for(request.config).result(conformance_security_cell))

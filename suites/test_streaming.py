@@ -13,5 +13,5 @@ from conformance.suite_session import session_for
 
 
 @pytest.mark.conformance_cell
-def test_cell(cell: Cell, request: pytest.FixtureRequest) -> None:
-    record(request, session_for(request.config).result(cell))
+def test_cell(conformance_cell: Cell, request: pytest.FixtureRequest) -> None:
+    record(request, session_for(request.config).result(conformance_cell))
