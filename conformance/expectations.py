@@ -127,7 +127,7 @@ def judge(expectation: Expectation, observation: Observation) -> tuple[Outcome, 
     worked = observation.error_class is ErrorClass.NONE
     if expectation.outcome == "pass":
         if worked:
-            return Outcome.PASS, "worked"
+            return Outcome.PASS, observation.message or "worked"
         return Outcome.FAIL, f"{observation.error_class.value}: {observation.message}"
     if worked:
         return Outcome.UNEXPECTED_PASS, f"declared to fail with {expectation.error_class or 'an error'}, but worked"

@@ -15,7 +15,15 @@ for pkg in tar procps iproute2 chromium haproxy nginx squid; do
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
-  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  if [ "$(id -u)" -eq 0 ]; then
+    # Without systemd, Debian's maintainer scripts would start nginx/haproxy/squid as root daemons; a
+    # policy-rc.d that answers 101 ("action forbidden") keeps them from starting (only if none exists).
+    made_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1; fi
+    ok=1
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" || ok=""
+    if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+    [ -n "$ok" ] || { echo "setup: apt-get could not install ${need[*]}" >&2; exit 1; }
   else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; fi
   # Debian starts a newly installed daemon as a system service on its default port; the lab runs its own
   # unprivileged instances, so stop and disable the services of the packages installed just now (only those).
