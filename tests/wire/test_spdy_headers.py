@@ -24,7 +24,8 @@ from conformance.wire.spdy_headers import (
 
 from .helpers import FUZZ, QUICK, u32
 
-REFERENCE_DICTIONARY = Path("/work/shared/reference/spdy3_dictionary.hex")
+# The team's shared reference sits beside the repository (as it does for developers and CI).
+REFERENCE_DICTIONARY = Path(__file__).resolve().parents[3] / "shared" / "reference" / "spdy3_dictionary.hex"
 # PROTOCOLS.md 1.4: the uncompressed NV block of the first client SYN_STREAM vector.
 STREAMTYPE_ERROR_NV = bytes.fromhex("00000001 0000000a 73747265616d74797065 00000005 6572726f72")
 STREAMTYPE_ERROR_BLOCK = bytes.fromhex("78f9e3c6a7c202a62346703a2b294a4dcc851625aca9a08006000000ffff")
