@@ -44,8 +44,6 @@ OPERATIONS: dict[str, Probe] = {
     "whoami": probe_whoami,
     "tls": probe_tls,
 }
-# Operations that are plain HTTP requests: run by the harness itself, whatever the client dimension says.
-PLAIN_OPERATIONS = ("logs-follow", "watch", "whoami", "tls")
 # The audit subresource of each operation's request (None: matched by user agent alone, or no request).
 SUBRESOURCE: dict[str, str | None] = {
     "exec": "exec",
@@ -237,8 +235,4 @@ class CellRunner:
         observation.evidence.error = observation.message if observation.error_class is not ErrorClass.NONE else None
 
 
-def gating(results: Iterable[CellResult]) -> list[CellResult]:
-    return [r for r in results if r.outcome.gates]
-
-
-__all__ = ["OPERATIONS", "Cell", "CellRunner", "Outcome", "enumerate_cells", "gating"]
+__all__ = ["OPERATIONS", "Cell", "CellRunner", "Outcome", "enumerate_cells"]

@@ -13,7 +13,6 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +21,10 @@ import httpx
 from conformance.model import Identity
 
 CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
-# The audit log can be large: only its tail is searched, bounded, so a probe never reads gigabytes.
+# The audit log can be large: each search reads at most this much new data, so a probe never reads gigabytes.
 AUDIT_TAIL_BYTES = 8 * 1024 * 1024
 AUDIT_WAIT_S = 5.0
 AUDIT_POLL_S = 0.1
-
-
-def _tail_lines(path: Path, max_bytes: int = AUDIT_TAIL_BYTES) -> Iterator[str]:
-    with open(path, "rb") as f:
-        f.seek(0, 2)
-        size = f.tell()
-        f.seek(max(0, size - max_bytes))
-        data = f.read()
-    lines = data.splitlines()
-    if size > max_bytes and lines:
-        lines = lines[1:]  # the first line is probably cut
-    for raw in reversed(lines):
-        yield raw.decode("utf-8", "replace")
 
 
 def identity_from_audit_event(event: dict[str, Any]) -> Identity:
@@ -72,31 +58,6 @@ def _credential_kind(values: list[str] | None) -> str | None:
     if not values:
         return None
     return values[0].split("=", 1)[0]
-
-
-def find_audit_event(
-    audit_log: Path, marker: str, *, subresource: str | None = None, deadline_s: float = AUDIT_WAIT_S
-) -> dict[str, Any] | None:
-    """The newest audit event whose requestURI or userAgent contains `marker` (polls until the deadline:
-    the API server writes the event when the request completes)."""
-    end = time.monotonic() + deadline_s
-    while True:
-        if audit_log.is_file():
-            for line in _tail_lines(audit_log):
-                if marker not in line:
-                    continue
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if marker not in event.get("requestURI", "") and marker not in event.get("userAgent", ""):
-                    continue
-                if subresource and (event.get("objectRef") or {}).get("subresource") != subresource:
-                    continue
-                return dict(event)
-        if time.monotonic() >= end:
-            return None
-        time.sleep(AUDIT_POLL_S)
 
 
 class AuditTail:
