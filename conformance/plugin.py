@@ -133,7 +133,10 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(
                 f"{name} from {sources[name]} must be a positive {kind.__name__}, got {raw!r}"
             ) from None
-    config.stash[SETTINGS] = Settings(values, sources, started=datetime.now(UTC).isoformat(timespec="seconds"))
+    settings = Settings(values, sources, started=datetime.now(UTC).isoformat(timespec="seconds"))
+    config.stash[SETTINGS] = settings
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_ResultCollector(settings), "conformance-results")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -223,6 +226,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def record(request: pytest.FixtureRequest, result: CellResult) -> None:
     """Attach a cell's result to its test report, then pass, xfail, skip or fail the test by its outcome."""
     request.node.user_properties.append((RESULT_PROPERTY, json.dumps(_cell_dict(result))))
+    if request.config.pluginmanager.hasplugin("allure_pytest"):
+        from reports.allure import attach_cell  # labels + transcript + identity, only when --alluredir is on
+
+        attach_cell(result)
     if result.outcome is Outcome.SKIP:
         pytest.skip(result.message)
     if result.outcome is Outcome.EXPECTED_FAIL:
@@ -245,25 +252,21 @@ def _cell_dict(result: CellResult) -> dict[str, Any]:
     return asdict(result)
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when != "call" and not (report.when == "setup" and report.skipped):
-        return
-    config = _CONFIG.get("config")
-    if config is None or hasattr(config, "workerinput"):
-        return  # workers send reports to the controller, which collects
-    for name, value in report.user_properties:
-        if name == RESULT_PROPERTY:
-            from conformance.model import _cell_from_dict
+class _ResultCollector:
+    """Collects per-cell results from test reports; registered on the controller (or a run without xdist)
+    only, since workers send their reports to the controller."""
 
-            config.stash[SETTINGS].results.append(_cell_from_dict(json.loads(str(value))))
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call" and not (report.when == "setup" and report.skipped):
+            return
+        for name, value in report.user_properties:
+            if name == RESULT_PROPERTY:
+                from conformance.model import _cell_from_dict
 
-_CONFIG: dict[str, pytest.Config] = {}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    _CONFIG["config"] = session.config
+                self.settings.results.append(_cell_from_dict(json.loads(str(value))))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

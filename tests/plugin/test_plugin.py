@@ -203,3 +203,17 @@ def test_a_target_that_is_down_gives_connect_refused_within_the_probe_timeout(
     doc = json.loads(results.read_text())
     assert {c["error_class"] for c in doc["cells"]} == {"connect-refused"}
     assert all(c["duration_s"] < 10 for c in doc["cells"])
+
+
+@pytest.mark.lab
+def test_allure_results_carry_transcript_and_identity(suite: pytest.Pytester, running_lab: object) -> None:
+    alluredir = suite.path / "allure"
+    result = suite.runpytest_subprocess("test_matrix.py", "--target=direct", "--path=none", "--op=exec",
+                                        "--client=native", "--protocol=ws-v5", f"--alluredir={alluredir}")
+    assert result.ret == pytest.ExitCode.OK
+    (test_result,) = [json.loads(p.read_text()) for p in alluredir.glob("*-result.json")]
+    names = {a["name"] for a in test_result["attachments"]}
+    assert {"handshake transcript", "identity seen by the API server"} <= names
+    identity = next(a for a in test_result["attachments"] if a["name"] == "identity seen by the API server")
+    assert json.loads((alluredir / identity["source"]).read_text())["user"] == "alice"
+    assert "eyJ" not in "".join(p.read_text() for p in alluredir.iterdir())
