@@ -17,6 +17,7 @@ class ProbeContext:
     protocol: str
     marker: str  # unique per cell run; probes put it in the request (args or user agent) for the audit log
     payload_bytes: int = 1024 * 1024
+    idle_timeout_s: float | None = None  # the path's idle timeout, for the idle probe
 
     @property
     def pod(self) -> str:

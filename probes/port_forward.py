@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
-from conformance.model import ErrorClass, Observation
+from conformance.model import ErrorClass, Evidence, Observation
 from probes.common import ProbeContext, mismatch, observed
 
 CONCURRENT = 20
+IDLE_MARGIN_S = 5.0
 CONCURRENT_BYTES = 64 * 1024
 
 
@@ -32,3 +33,18 @@ async def probe_port_forward(ctx: ProbeContext) -> Observation:
 
 async def probe_port_forward_concurrent(ctx: ProbeContext) -> Observation:
     return await _echo(ctx, [os.urandom(CONCURRENT_BYTES) for _ in range(CONCURRENT)], ctx.workload.port)
+
+
+async def probe_port_forward_idle(ctx: ProbeContext) -> Observation:
+    """A session idle a little longer than the path's idle timeout (Cilium-style: a cut is a finding)."""
+    idle = (ctx.idle_timeout_s or 0) + IDLE_MARGIN_S
+    idle_probe = getattr(ctx.client, "port_forward_idle", None)
+    if idle_probe is None:
+        return Observation(
+            error_class=ErrorClass.NONE,
+            evidence=Evidence(),
+            skipped=True,
+            message=f"client {ctx.client.name} has no idle probe",
+        )
+    result = await idle_probe(ctx.session, ctx.pod, ctx.workload.port, idle, protocol=ctx.protocol)
+    return observed(result)

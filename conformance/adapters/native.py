@@ -3,13 +3,15 @@ evidence they collect (status line, negotiated subprotocol, timings, bytes)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import TypeVar
 
 from conformance import __version__
 from conformance.adapters.base import EXEC_PROTOCOLS, PORT_FORWARD_PROTOCOLS, OpResult, Session
-from conformance.clients import attach, cp_download, cp_upload, exec_, logs_follow, port_forward_echo
+from conformance.clients import attach, cp_download, cp_upload, exec_, logs_follow, open_port_forward, port_forward_echo
 from conformance.clients.protocols import command_protocol
 from conformance.model import ErrorClass, Evidence
 from conformance.redact import redact
@@ -20,6 +22,9 @@ from conformance.transport.timeouts import Timeouts
 T = TypeVar("T")
 # Operations that need the client to signal end of stdin: only protocols with a half-close can carry them.
 NEEDS_STDIN_EOF = ("exec-stdin", "cp-upload")
+# The idle probe holds a session for a path's idle timeout: two protocols keep it to a few long cells.
+IDLE_PROTOCOLS = ("spdy", "ws-tunnel")
+ECHO_BYTES = 4096
 
 
 class NativeAdapter:
@@ -33,6 +38,8 @@ class NativeAdapter:
             return EXEC_PROTOCOLS
         if operation in ("port-forward", "port-forward-concurrent"):
             return PORT_FORWARD_PROTOCOLS
+        if operation == "port-forward-idle":
+            return IDLE_PROTOCOLS
         if operation in ("logs-follow", "watch", "whoami", "tls"):
             return ("http",)
         return ()
@@ -128,6 +135,43 @@ class NativeAdapter:
         # Hand the probe what it sent, so its own comparison holds (the check above was by sha256).
         result.received = list(payloads)
         return result
+
+    async def port_forward_idle(self, s: Session, pod: str, port: int, idle_s: float, *, protocol: str) -> OpResult:
+        """Echo, stay silent for `idle_s`, echo again on the same connection: did a hop cut the idle session?"""
+        timeouts = Timeouts(connect=10.0, tls=10.0, upgrade=15.0, read=idle_s + 30, total=idle_s + 60)
+        evidence = Evidence(protocol_requested=protocol)
+        try:
+            session = await open_port_forward(self._endpoint(s), s.namespace, pod, protocol=protocol, timeouts=timeouts)
+            async with session:
+                evidence = session.evidence
+                conn = await session.connect(port)
+                for round_ in ("before", "after"):
+                    if round_ == "after":
+                        await asyncio.sleep(idle_s)
+                    payload = os.urandom(ECHO_BYTES)
+                    await conn.write(payload)
+                    got = b""
+                    while len(got) < len(payload):
+                        chunk = await asyncio.wait_for(conn.read(), 15)
+                        if not chunk:
+                            break
+                        got += chunk
+                    if got != payload:
+                        text = f"{len(got)} of {len(payload)} bytes echoed {round_} {idle_s:.0f} s of silence"
+                        evidence.error = text
+                        cls = ErrorClass.RESET if round_ == "after" else ErrorClass.DATA_MISMATCH
+                        return OpResult(cls, evidence, text)
+                evidence.bytes_verified = 2 * ECHO_BYTES
+                evidence.notes.append(f"the session survived {idle_s:.0f} s of silence")
+                await conn.aclose()
+        except StreamingError as exc:
+            ev = exc.evidence if isinstance(getattr(exc, "evidence", None), Evidence) else evidence
+            ev.error = redact(str(exc))
+            return OpResult(exc.error_class, ev, ev.error)
+        except TimeoutError:
+            evidence.error = f"no echo within 15 s after {idle_s:.0f} s of silence"
+            return OpResult(ErrorClass.TIMEOUT, evidence, evidence.error)
+        return OpResult(ErrorClass.NONE, evidence, f"survived {idle_s:.0f} s idle")
 
     async def cp_upload(
         self, s: Session, pod: str, container: str, local: Path, remote: str, *, protocol: str
