@@ -28,7 +28,12 @@ from probes.cp import probe_cp_download, probe_cp_upload
 from probes.exec import probe_exec, probe_exec_stdin
 from probes.follow import probe_attach, probe_logs_follow
 from probes.plain import probe_tls, probe_watch, probe_whoami
-from probes.port_forward import probe_port_forward, probe_port_forward_concurrent, probe_port_forward_idle
+from probes.port_forward import (
+    probe_port_forward,
+    probe_port_forward_concurrent,
+    probe_port_forward_idle,
+    probe_port_forward_ports,
+)
 
 Probe = Callable[[ProbeContext], Awaitable[Observation]]
 OPERATIONS: dict[str, Probe] = {
@@ -39,6 +44,7 @@ OPERATIONS: dict[str, Probe] = {
     "cp-download": probe_cp_download,
     "port-forward": probe_port_forward,
     "port-forward-concurrent": probe_port_forward_concurrent,
+    "port-forward-ports": probe_port_forward_ports,
     "port-forward-idle": probe_port_forward_idle,
     "logs-follow": probe_logs_follow,
     "watch": probe_watch,
@@ -54,6 +60,7 @@ SUBRESOURCE: dict[str, str | None] = {
     "attach": "attach",
     "port-forward": "portforward",
     "port-forward-concurrent": "portforward",
+    "port-forward-ports": "portforward",
     "port-forward-idle": "portforward",
     "logs-follow": "log",
     "watch": None,

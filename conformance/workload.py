@@ -56,9 +56,12 @@ def _stderr(message: str) -> None:
 
 
 def default_command(port: int) -> list[str]:
-    # busybox nc: -l listen, -k keep listening, -e one `cat` per connection (the port-forward echo);
-    # the loop feeds attach and logs -f.
-    script = f"nc -lk -p {port} -e cat & i=0; while true; do echo tick $i; i=$((i+1)); sleep {TICK_S}; done"
+    # busybox nc: -l listen, -k keep listening, -e one `cat` per connection (the port-forward echo, on the
+    # port and the next one, for the several-ports probe); the loop feeds attach and logs -f.
+    script = (
+        f"nc -lk -p {port} -e cat & nc -lk -p {port + 1} -e cat & "
+        f"i=0; while true; do echo tick $i; i=$((i+1)); sleep {TICK_S}; done"
+    )
     return ["sh", "-c", script]
 
 

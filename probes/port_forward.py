@@ -48,3 +48,17 @@ async def probe_port_forward_idle(ctx: ProbeContext) -> Observation:
         )
     result = await idle_probe(ctx.session, ctx.pod, ctx.workload.port, idle, protocol=ctx.protocol)
     return observed(result)
+
+
+async def probe_port_forward_ports(ctx: ProbeContext) -> Observation:
+    """Several ports in one port-forward session (kubectl port-forward POD 8080 8081 does this)."""
+    ports_probe = getattr(ctx.client, "port_forward_ports", None)
+    if ports_probe is None:
+        return Observation(
+            error_class=ErrorClass.NONE,
+            evidence=Evidence(),
+            skipped=True,
+            message=f"client {ctx.client.name} has no several-ports probe",
+        )
+    ports = [ctx.workload.port, ctx.workload.port + 1]
+    return observed(await ports_probe(ctx.session, ctx.pod, ports, protocol=ctx.protocol))

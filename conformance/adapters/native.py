@@ -40,6 +40,8 @@ class NativeAdapter:
             return PORT_FORWARD_PROTOCOLS
         if operation == "port-forward-idle":
             return IDLE_PROTOCOLS
+        if operation == "port-forward-ports":
+            return PORT_FORWARD_PROTOCOLS
         if operation in ("logs-follow", "watch", "whoami", "tls"):
             return ("http",)
         return ()
@@ -135,6 +137,40 @@ class NativeAdapter:
         # Hand the probe what it sent, so its own comparison holds (the check above was by sha256).
         result.received = list(payloads)
         return result
+
+    async def port_forward_ports(self, s: Session, pod: str, ports: list[int], *, protocol: str) -> OpResult:
+        """One session forwarding several ports at once, each connection echoed byte-exact."""
+        evidence = Evidence(protocol_requested=protocol)
+        try:
+            session = await open_port_forward(
+                self._endpoint(s), s.namespace, pod, protocol=protocol, timeouts=self._timeouts(s)
+            )
+            async with session:
+                evidence = session.evidence
+                conns = [await session.connect(port) for port in ports]
+                payloads = [os.urandom(ECHO_BYTES) for _ in ports]
+                for conn, payload in zip(conns, payloads, strict=True):
+                    await conn.write(payload)
+                for port, conn, payload in zip(ports, conns, payloads, strict=True):
+                    got = b""
+                    while len(got) < len(payload):
+                        chunk = await asyncio.wait_for(conn.read(), s.timeout_s)
+                        if not chunk:
+                            break
+                        got += chunk
+                    if got != payload:
+                        evidence.error = f"port {port}: {len(got)} of {len(payload)} bytes echoed"
+                        return OpResult(ErrorClass.DATA_MISMATCH, evidence, evidence.error)
+                    await conn.aclose()
+        except StreamingError as exc:
+            ev = exc.evidence if isinstance(getattr(exc, "evidence", None), Evidence) else evidence
+            ev.error = redact(str(exc))
+            return OpResult(exc.error_class, ev, ev.error)
+        except TimeoutError:
+            evidence.error = f"no echo within {s.timeout_s:.0f} s"
+            return OpResult(ErrorClass.TIMEOUT, evidence, evidence.error)
+        evidence.bytes_verified = len(ports) * ECHO_BYTES
+        return OpResult(ErrorClass.NONE, evidence, f"{len(ports)} ports over one session, each byte-exact")
 
     async def port_forward_idle(self, s: Session, pod: str, port: int, idle_s: float, *, protocol: str) -> OpResult:
         """Echo, stay silent for `idle_s`, echo again on the same connection: did a hop cut the idle session?"""
