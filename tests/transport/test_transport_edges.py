@@ -69,6 +69,7 @@ def connect_proxy(refuse: bytes | None = None, tls: ssl.SSLContext | None = None
     ready = threading.Event()
     port: list[int] = []
     servers: list[asyncio.AbstractServer] = []
+    writers: list[asyncio.StreamWriter] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -79,14 +80,18 @@ def connect_proxy(refuse: bytes | None = None, tls: ssl.SSLContext | None = None
             return
         host, _, target_port = head.split(b" ")[1].decode().rpartition(":")
         up_reader, up_writer = await asyncio.open_connection(host, int(target_port))
+        writers.extend((writer, up_writer))
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
+            # finally: a pipe cancelled at shutdown must close its socket too, or the fd check sees a leak.
+            try:
+                with contextlib.suppress(OSError):
+                    while data := await src.read(65536):
+                        dst.write(data)
+                        await dst.drain()
+            finally:
+                dst.close()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
@@ -106,6 +111,8 @@ def connect_proxy(refuse: bytes | None = None, tls: ssl.SSLContext | None = None
             servers[0].close()
             for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
                 task.cancel()
+            for writer in writers:
+                writer.close()
             await asyncio.sleep(0.05)
 
         asyncio.run_coroutine_threadsafe(stop(), loop).result(5)
