@@ -115,6 +115,17 @@ class KubectlAdapter:
             env.pop(key, None)
         return env
 
+    def _argv(self, kubeconfig: Path, marker: str, args: list[str]) -> list[str]:
+        """kubectl with -v=6 (its log carries the protocol evidence) and the cell's marker as request timeout."""
+        return [str(self.binary), f"--kubeconfig={kubeconfig}", "-v=6", f"--request-timeout={marker}", *args]
+
+    def _read_log(self, stderr: bytes, evidence: Evidence, marker: str) -> bytes:
+        """Fill the evidence from kubectl's log lines; return the command's own stderr."""
+        own_stderr, log = split_klog(stderr)
+        read_protocol_evidence(log, evidence)
+        evidence.notes.append(f"marker: ?{self.url_marker(marker)}")
+        return own_stderr
+
     @staticmethod
     def marker() -> str:
         """A unique --request-timeout (two to three minutes, random milliseconds) that ends up in every URL."""
@@ -135,7 +146,7 @@ class KubectlAdapter:
         marker = marker or self.marker()
         start = time.monotonic()
         with self._kubeconfig(s) as kubeconfig:
-            argv = [str(self.binary), f"--kubeconfig={kubeconfig}", "-v=6", f"--request-timeout={marker}", *args]
+            argv = self._argv(kubeconfig, marker, args)
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
@@ -152,9 +163,7 @@ class KubectlAdapter:
                 evidence.error = f"kubectl did not finish within {s.timeout_s:.0f}s"
                 return OpResult(ErrorClass.TIMEOUT, evidence, evidence.error), b""
         evidence.timings.total_s = time.monotonic() - start
-        own_stderr, log = split_klog(stderr)
-        read_protocol_evidence(log, evidence)
-        evidence.notes.append(f"marker: ?{self.url_marker(marker)}")
+        own_stderr = self._read_log(stderr, evidence, marker)
         result = OpResult(
             ErrorClass.NONE, evidence, stdout=stdout[:MAX_OUTPUT], stderr=own_stderr, exit_code=proc.returncode
         )
@@ -230,7 +239,7 @@ class KubectlAdapter:
         evidence = Evidence(protocol_requested=protocol)
         start = time.monotonic()
         with self._kubeconfig(s) as kubeconfig:
-            argv = [str(self.binary), f"--kubeconfig={kubeconfig}", "-v=6", f"--request-timeout={marker}", *args]
+            argv = self._argv(kubeconfig, marker, args)
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -255,9 +264,7 @@ class KubectlAdapter:
                 ended_early = False
             stdout, stderr = await out_task, await err_task
         evidence.timings.total_s = time.monotonic() - start
-        own_stderr, log = split_klog(stderr)
-        read_protocol_evidence(log, evidence)
-        evidence.notes.append(f"marker: ?{self.url_marker(marker)}")
+        own_stderr = self._read_log(stderr, evidence, marker)
         result = OpResult(
             ErrorClass.NONE, evidence, stdout=stdout[:MAX_OUTPUT], stderr=own_stderr, exit_code=proc.returncode
         )
@@ -274,18 +281,8 @@ class KubectlAdapter:
         marker = self.marker()
         start = time.monotonic()
         with self._kubeconfig(s) as kubeconfig:
-            argv = [
-                str(self.binary),
-                f"--kubeconfig={kubeconfig}",
-                "-v=6",
-                f"--request-timeout={marker}",
-                "-n",
-                s.namespace,
-                "port-forward",
-                f"pod/{pod}",
-                f":{port}",
-                "--address=127.0.0.1",
-            ]
+            args = ["-n", s.namespace, "port-forward", f"pod/{pod}", f":{port}", "--address=127.0.0.1"]
+            argv = self._argv(kubeconfig, marker, args)
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -321,9 +318,7 @@ class KubectlAdapter:
                     await proc.wait()
                 stderr = await stderr_task
         evidence.timings.total_s = time.monotonic() - start
-        own_stderr, log = split_klog(stderr)
-        read_protocol_evidence(log, evidence)
-        evidence.notes.append(f"marker: ?{self.url_marker(marker)}")
+        own_stderr = self._read_log(stderr, evidence, marker)
         result = OpResult(ErrorClass.NONE, evidence, received=list(received), stderr=own_stderr)
         text = redact(own_stderr.decode("utf-8", "replace"))
         error_lines = [x for x in text.splitlines() if x.lower().startswith(("error", "e1", "unable"))]

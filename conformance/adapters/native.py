@@ -12,6 +12,7 @@ from typing import TypeVar
 from conformance import __version__
 from conformance.adapters.base import EXEC_PROTOCOLS, PORT_FORWARD_PROTOCOLS, OpResult, Session
 from conformance.clients import attach, cp_download, cp_upload, exec_, logs_follow, open_port_forward, port_forward_echo
+from conformance.clients.portforward import ForwardedConnection
 from conformance.clients.protocols import command_protocol
 from conformance.model import ErrorClass, Evidence
 from conformance.redact import redact
@@ -72,9 +73,7 @@ class NativeAdapter:
         try:
             return await awaitable
         except StreamingError as exc:
-            evidence = exc.evidence if isinstance(getattr(exc, "evidence", None), Evidence) else Evidence()
-            evidence.error = redact(str(exc))
-            return OpResult(exc.error_class, evidence, evidence.error)
+            return _failure(exc, Evidence())
 
     async def exec(
         self,
@@ -152,20 +151,13 @@ class NativeAdapter:
                 for conn, payload in zip(conns, payloads, strict=True):
                     await conn.write(payload)
                 for port, conn, payload in zip(ports, conns, payloads, strict=True):
-                    got = b""
-                    while len(got) < len(payload):
-                        chunk = await asyncio.wait_for(conn.read(), s.timeout_s)
-                        if not chunk:
-                            break
-                        got += chunk
+                    got = await _read_exactly(conn, len(payload), s.timeout_s)
                     if got != payload:
                         evidence.error = f"port {port}: {len(got)} of {len(payload)} bytes echoed"
                         return OpResult(ErrorClass.DATA_MISMATCH, evidence, evidence.error)
                     await conn.aclose()
         except StreamingError as exc:
-            ev = exc.evidence if isinstance(getattr(exc, "evidence", None), Evidence) else evidence
-            ev.error = redact(str(exc))
-            return OpResult(exc.error_class, ev, ev.error)
+            return _failure(exc, evidence)
         except TimeoutError:
             evidence.error = f"no echo within {s.timeout_s:.0f} s"
             return OpResult(ErrorClass.TIMEOUT, evidence, evidence.error)
@@ -186,12 +178,7 @@ class NativeAdapter:
                         await asyncio.sleep(idle_s)
                     payload = os.urandom(ECHO_BYTES)
                     await conn.write(payload)
-                    got = b""
-                    while len(got) < len(payload):
-                        chunk = await asyncio.wait_for(conn.read(), 15)
-                        if not chunk:
-                            break
-                        got += chunk
+                    got = await _read_exactly(conn, len(payload), 15)
                     if got != payload:
                         text = f"{len(got)} of {len(payload)} bytes echoed {round_} {idle_s:.0f} s of silence"
                         evidence.error = text
@@ -201,9 +188,7 @@ class NativeAdapter:
                 evidence.notes.append(f"the session survived {idle_s:.0f} s of silence")
                 await conn.aclose()
         except StreamingError as exc:
-            ev = exc.evidence if isinstance(getattr(exc, "evidence", None), Evidence) else evidence
-            ev.error = redact(str(exc))
-            return OpResult(exc.error_class, ev, ev.error)
+            return _failure(exc, evidence)
         except TimeoutError:
             evidence.error = f"no echo within 15 s after {idle_s:.0f} s of silence"
             return OpResult(ErrorClass.TIMEOUT, evidence, evidence.error)
@@ -279,3 +264,21 @@ class NativeAdapter:
         if isinstance(got, OpResult):
             return got
         return OpResult(ErrorClass.NONE, got.evidence, stdout=got.data)
+
+
+def _failure(exc: StreamingError, fallback: Evidence) -> OpResult:
+    """The one place a native client's typed failure becomes a cell result (its evidence, redacted text)."""
+    evidence = exc.evidence if isinstance(getattr(exc, "evidence", None), Evidence) else fallback
+    evidence.error = redact(str(exc))
+    return OpResult(exc.error_class, evidence, evidence.error)
+
+
+async def _read_exactly(conn: ForwardedConnection, size: int, timeout_s: float) -> bytes:
+    """Up to `size` echoed bytes; fewer if the connection ends. Each read waits at most `timeout_s`."""
+    got = b""
+    while len(got) < size:
+        chunk = await asyncio.wait_for(conn.read(), timeout_s)
+        if not chunk:
+            break
+        got += chunk
+    return got
