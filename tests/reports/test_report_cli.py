@@ -30,7 +30,7 @@ def test_renders_to_stdout_by_default_as_terminal(run_file: Path, capsys: pytest
     ("md", lambda text: text.startswith("# Streaming conformance results")),
     ("html", lambda text: text.startswith("<!DOCTYPE html>")),
     ("junit", lambda text: ET.fromstring(text).tag == "testsuites"),  # noqa: S314 - our own output
-    ("json", lambda text: json.loads(text)["schema_version"] == 1),
+    ("json", lambda text: json.loads(text)["schema_version"] == 2),
     ("terminal", lambda text: "legend:" in text),
 ])
 def test_every_format_to_a_file(run_file: Path, tmp_path: Path, fmt: str, check: object) -> None:

@@ -87,7 +87,7 @@ def _identity_user_number(doc: dict[str, Any]) -> None:
 
 
 def _newer_version(doc: dict[str, Any]) -> None:
-    doc["schema_version"] = 2
+    doc["schema_version"] = 3
 
 
 def _duplicate_cell(doc: dict[str, Any]) -> None:
@@ -104,7 +104,7 @@ def _duplicate_cell(doc: dict[str, Any]) -> None:
         (_drop_started, ["$.meta.started: missing; expected a required field"]),
         (_extra_key_field, ["$.cells[3].key.colour: unexpected field; expected only: client, operation, path"]),
         (_identity_user_number, [".evidence.identity.user: got integer 3; expected string"]),
-        (_newer_version, ["$.schema_version: got 2; expected one of [1]", "newer harness"]),
+        (_newer_version, ["$.schema_version: got 3; expected one of [1, 2]", "newer harness"]),
         (_duplicate_cell, ["$.cells[40].key: duplicate cell id", "first at $.cells[0]"]),
     ],
 )
