@@ -61,7 +61,8 @@ class ErrorClass(enum.StrEnum):
     IDLE_CUT = "idle-cut"  # a session was cut while it was silent, before the path's declared idle timeout
     EOF_LOST = "eof-lost"  # the client half-closed stdin, the process never saw end of input
     TOO_SLOW = "too-slow"  # worked, but beyond a timing budget of the config
-    AUDIT_CHAIN_BROKEN = "audit-chain-broken"  # the proxy's audit record and the API server's disagree or one is missing
+    # The impersonating proxy's audit record and the API server's disagree, or one of them is missing.
+    AUDIT_CHAIN_BROKEN = "audit-chain-broken"
     HARNESS = "harness"  # our own bug
 
 
