@@ -14,13 +14,20 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from conformance.adapters.base import ClientAdapter, Session
 from conformance.adapters.raw import RAW
+from conformance.classify import answers_for, attribute
 from conformance.config import HarnessConfig
 from conformance.expectations import Expectations, judge
-from conformance.identity import AuditTail, identity_from_audit_event, identity_mismatch, self_subject_review
+from conformance.identity import (
+    AuditTail,
+    ExpectedIdentity,
+    ProxyIdentity,
+    identity_from_audit_event,
+    identity_mismatch,
+    self_subject_review,
+)
 from conformance.model import CellKey, CellResult, ErrorClass, Evidence, Identity, Observation, Outcome
 from conformance.redact import redact
 from probes.common import ProbeContext
@@ -66,7 +73,6 @@ SUBRESOURCE: dict[str, str | None] = {
     "watch": None,
     "whoami": None,
 }
-ELEVATED_GROUP = "system:masters"
 # Idle probes wait out a path's idle timeout; paths with a longer one (NLB 350 s, squid 900 s) are not
 # idled in a run (a cell per path would take minutes), and the matrix lists no such cell.
 IDLE_CAP_S = 90.0
@@ -128,11 +134,19 @@ class CellRunner:
         clients: dict[str, ClientAdapter],
         expectations: Expectations,
         probe_timeout_s: float,
+        *,
+        strict: bool = False,
+        allow_unavailable: bool = False,
+        expected_identity: ExpectedIdentity | None = None,
     ) -> None:
         self.config = config
         self.clients = clients
         self.expectations = expectations
         self.probe_timeout_s = probe_timeout_s
+        self.strict = strict  # every skip is a failure
+        self.allow_unavailable = allow_unavailable  # an unavailable target or path skips instead of failing
+        # Users without `expect` are compared with this (a SelfSubjectReview made once at the start).
+        self.expected_identity = expected_identity
         self.audit = AuditTail(config.audit_log) if config.audit_log else None
 
     def run(self, cell: Cell) -> CellResult:
@@ -148,6 +162,8 @@ class CellRunner:
             tb = redact("".join(traceback.format_exception_only(exc)).strip())
             observation = Observation(error_class=ErrorClass.HARNESS, evidence=Evidence(error=tb), message=tb)
         outcome, message = judge(expectation, observation)
+        if outcome is Outcome.SKIP and self.strict:
+            outcome, message = Outcome.FAIL, f"skipped, and --strict makes every skip a failure: {message}"
         observation.evidence.error = redact(observation.evidence.error) if observation.evidence.error else None
         return CellResult(
             key=cell.key,
@@ -164,11 +180,14 @@ class CellRunner:
         target = self.config.targets[cell.key.target]
         endpoint = target.endpoints[cell.key.path]
         if not endpoint.available:
+            # A gate never turns green because a proxy crashed: unavailable is a failure of its own class,
+            # unless the run allows it (--allow-unavailable) or an expectation declares it.
+            message = f"path {cell.key.path} to {cell.key.target} is marked unavailable in {self.config.path}"
             return Observation(
-                error_class=ErrorClass.NONE,
-                evidence=Evidence(),
-                skipped=True,
-                message=f"path {cell.key.path} to {cell.key.target} is marked unavailable",
+                error_class=ErrorClass.NONE if self.allow_unavailable else ErrorClass.PATH_UNAVAILABLE,
+                evidence=Evidence(error=None if self.allow_unavailable else message),
+                skipped=self.allow_unavailable,
+                message=message + (" (--allow-unavailable)" if self.allow_unavailable else ""),
             )
         marker = f"c{secrets.token_hex(6)}"
         session = Session(
@@ -177,7 +196,7 @@ class CellRunner:
             namespace=self.config.workload.namespace,
             user_agent=f"k8s-streaming-conformance/{cell.id}/{marker}",
             timeout_s=self.probe_timeout_s,
-            expect_user=self.config.users[cell.user].expect.get("user"),
+            expect_user=expected.user if (expected := self.expected_for(cell.user)) else None,
             bad_token=lambda kind: self.config.bad_token(cell.user, kind),
         )
         path = self.config.paths.get(cell.key.path)
@@ -188,6 +207,7 @@ class CellRunner:
             protocol=cell.key.protocol,
             marker=marker,
             idle_timeout_s=path.idle_timeout_s if path else None,
+            answers=answers_for(path.answers if path else (), target.answers),
         )
         try:
             idle = (ctx.idle_timeout_s or 0) if cell.key.operation == "port-forward-idle" else 0
@@ -201,16 +221,28 @@ class CellRunner:
                 message=f"no result within {self.probe_timeout_s:.0f}s",
             )
         observation.evidence.protocol_requested = cell.key.protocol
+        if observation.evidence.refused_by is None and not observation.skipped:
+            observation.error_class, observation.evidence.refused_by = attribute(
+                observation.error_class, observation.evidence, ctx.answers
+            )
         if cell.key.operation != "tls":
             await self._identity(cell, observation, marker, session)
         return observation
 
+    def expected_for(self, user: str) -> ExpectedIdentity | None:
+        return self.config.users[user].expected or self.expected_identity
+
     async def _identity(self, cell: Cell, observation: Observation, marker: str, session: Session) -> None:
-        """Attach the identity the API server applied; a wrong one turns a worked cell into wrong-identity."""
+        """Attach the identity the API server applied, and judge it on every cell that worked.
+
+        Evidence, strongest first: the audit event of this very request; with `identity.require: any`, a
+        SelfSubjectReview through the same target and path. A worked cell without the evidence required is
+        `identity-unverified`; one whose identity differs in any field from the declaration is
+        `wrong-identity`.
+        """
         if cell.key.operation not in OPERATIONS and not observation.identity_decides:
             return  # a refused security request: its status line is the evidence
         target = self.config.targets[cell.key.target]
-        expect = self.config.users[cell.user].expect
         worked = observation.error_class is ErrorClass.NONE
         identity = None
         markers = [marker] + [
@@ -221,7 +253,8 @@ class CellRunner:
             event = await asyncio.to_thread(self.audit.find, markers, SUBRESOURCE.get(cell.key.operation), wait)
             if event is not None:
                 identity = identity_from_audit_event(event)
-        if identity is None and worked:
+        ssr_problem = None
+        if identity is None and worked and self.config.identity_require == "any" and not observation.identity_decides:
             try:
                 identity = await self_subject_review(
                     session.endpoint.server,
@@ -231,37 +264,75 @@ class CellRunner:
                     insecure=session.endpoint.insecure_skip_tls_verify,
                 )
             except Exception as exc:
-                observation.evidence.notes.append(redact(f"no identity evidence: {exc}"))
+                ssr_problem = redact(f"the SelfSubjectReview failed: {type(exc).__name__}: {exc}")
+                observation.evidence.notes.append(ssr_problem)
         observation.evidence.identity = identity
+        observation.evidence.identity_source = identity.source if identity else "none"
         await self._proxy_audit_trail(cell, observation, markers)
+        expected = self.expected_for(cell.user)
         if observation.identity_decides:
-            self._identity_verdict(observation, identity, expect)
+            self._identity_verdict(observation, identity, expected, target.proxy)
             return
-        if identity is None or not worked or cell.key.operation not in OPERATIONS:
-            return  # security cells judge identity in their probe (or through identity_decides)
-        problem = identity_mismatch(identity, expect, target.impersonating_proxy)
+        if not worked:
+            return
+        if identity is None:
+            why = (
+                "no audit event of this request was found (identity.require: audit)"
+                if self.config.identity_require == "audit"
+                else ssr_problem or "no identity evidence"
+            )
+            self._fail(observation, ErrorClass.IDENTITY_UNVERIFIED, f"worked, but the identity is unverified: {why}")
+            return
+        if expected is None:
+            self._fail(observation, ErrorClass.IDENTITY_UNVERIFIED,
+                       f"worked, but no identity is declared for user {cell.user!r} to compare with")
+            return
+        problem = identity_mismatch(identity, expected, target.proxy)
         if problem:
-            observation.error_class = ErrorClass.WRONG_IDENTITY
-            observation.message = f"the API server saw the wrong identity: {problem}"
-            observation.evidence.error = observation.message
+            self._fail(observation, ErrorClass.WRONG_IDENTITY, f"the API server saw the wrong identity: {problem}")
+        elif identity.source != "audit":
+            observation.evidence.notes.append(
+                f"identity from a {identity.source} (another request with the same credential), not this request's "
+                "audit event; the proxy's part of the identity was not checked"
+            )
+
+    @staticmethod
+    def _fail(observation: Observation, cls: ErrorClass, message: str) -> None:
+        observation.error_class = cls
+        observation.message = message
+        observation.evidence.error = message
 
     async def _proxy_audit_trail(self, cell: Cell, observation: Observation, markers: list[str]) -> None:
         """The impersonating proxy's own audit record of this request, where the target has one: fills
         `evidence.proxy_identity` and `evidence.audit_trail`; a broken chain is AUDIT_CHAIN_BROKEN."""
         return None
 
-    @staticmethod
-    def _identity_verdict(observation: Observation, identity: Identity | None, expect: dict[str, Any]) -> None:
-        """A security request was accepted: it is fine only if the API server still saw the plain user."""
-        if identity is None:
-            observation.error_class = ErrorClass.PROTOCOL_ERROR
-            observation.message = "the request was accepted and no audit event shows who ran it"
-        elif identity.user != expect.get("user") or ELEVATED_GROUP in identity.groups:
-            observation.error_class = ErrorClass.ELEVATED
-            observation.message = f"the API server ran it as {identity.user} {identity.groups}"
+    @classmethod
+    def _identity_verdict(
+        cls,
+        observation: Observation,
+        identity: Identity | None,
+        expected: ExpectedIdentity | None,
+        proxy: ProxyIdentity | None,
+    ) -> None:
+        """A security request was accepted: it is fine only if the audit event of that very request shows the
+        plain user with nothing smuggled (user, groups, uid, extra), through the declared proxy if any."""
+        if identity is None or identity.source != "audit":
+            cls._fail(observation, ErrorClass.IDENTITY_UNVERIFIED,
+                      f"{observation.message}; no audit event of this request shows who ran it: not elevated is "
+                      "unverified")
+            return
+        if expected is None:
+            cls._fail(observation, ErrorClass.IDENTITY_UNVERIFIED,
+                      f"{observation.message}; no identity is declared to compare the audit event with")
+            return
+        problem = identity_mismatch(identity, expected, proxy)
+        if problem:
+            cls._fail(observation, ErrorClass.ELEVATED,
+                      f"{observation.message}; the API server ran it as {identity.user} {identity.groups}: {problem}")
         else:
-            observation.message = f"accepted, but the API server still saw {identity.user}: not elevated"
-        observation.evidence.error = observation.message if observation.error_class is not ErrorClass.NONE else None
+            observation.message = f"{observation.message}; the audit event shows the plain user {identity.user}"
+            observation.evidence.error = None
 
 
 __all__ = ["OPERATIONS", "Cell", "CellRunner", "Outcome", "enumerate_cells"]

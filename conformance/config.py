@@ -13,7 +13,9 @@ from typing import Any
 
 import yaml
 
+from conformance.classify import Answer, parse_answers
 from conformance.errors import ConfigError
+from conformance.identity import ExpectedIdentity, ProxyIdentity
 from conformance.redact import register_secret
 
 SUPPORTED_VERSIONS = (1,)
@@ -36,6 +38,8 @@ class Target:
     description: str
     endpoints: dict[str, Endpoint]  # by path name; "none" is straight to the target
     impersonating_proxy: dict[str, Any] | None = None  # the identity the API server sees for proxied requests
+    proxy: ProxyIdentity | None = None  # impersonating_proxy, parsed
+    answers: tuple[Answer, ...] = ()  # proxy_answers: refusals the target's own proxy documents
     standin: bool = False
     client_impersonation: str = "refuse"  # what it does with client Impersonate-*: "refuse" or "authorize"
 
@@ -46,6 +50,7 @@ class Path_:
     description: str
     kind: str
     idle_timeout_s: float | None = None
+    answers: tuple[Answer, ...] = ()  # refusals the path's own software documents (e.g. Envoy's 403)
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class User:
     name: str
     credential: dict[str, Any]
     expect: dict[str, Any] = field(default_factory=dict)
+    expected: ExpectedIdentity | None = None  # expect, parsed; None: taken from a SelfSubjectReview at the start
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,9 @@ class HarnessConfig:
     audit_log: Path | None
     digest: str
     raw: dict[str, Any]
+    # "audit": a worked cell needs the API server's audit event of its own request; "any": a
+    # SelfSubjectReview through the same target and path is enough (docs/config.md, identity.require).
+    identity_require: str = "any"
 
     def token(self, user: str) -> str:
         """A bearer token for a configured user, minted or read now, and registered for redaction."""
@@ -192,6 +201,8 @@ def parse_config(data: Any, path: Path) -> HarnessConfig:
             description=t.get("description", ""),
             endpoints=endpoints,
             impersonating_proxy=t.get("impersonating_proxy"),
+            proxy=ProxyIdentity.from_config(t.get("impersonating_proxy"), f"{path}: {where}.impersonating_proxy"),
+            answers=parse_answers(t.get("proxy_answers"), f"proxy:{name}", f"{path}: {where}.proxy_answers"),
             standin=bool(t.get("standin")),
             client_impersonation=t.get("client_impersonation", "refuse"),
         )
@@ -199,15 +210,40 @@ def parse_config(data: Any, path: Path) -> HarnessConfig:
     for name, p in (data.get("paths") or {}).items():
         if not isinstance(p, dict):
             raise ConfigError(f"{path}: paths.{name} must be a mapping")
-        paths[name] = Path_(name, p.get("description", ""), p.get("kind", name), p.get("idle_timeout_s"))
+        paths[name] = Path_(
+            name,
+            p.get("description", ""),
+            p.get("kind", name),
+            p.get("idle_timeout_s"),
+            parse_answers(p.get("answers"), f"path:{name}", f"{path}: paths.{name}.answers"),
+        )
+    for name, target in targets.items():
+        for path_name in target.endpoints:
+            if path_name not in paths:
+                raise ConfigError(
+                    f"{path}: targets.{name}.via.{path_name}: no path {path_name!r} under `paths:` "
+                    f"(have: {', '.join(paths)}); declare it there (description, idle_timeout_s, answers)"
+                )
     users = {}
     for name, u in _need(data, "users", "", path, dict).items():
         cred = _need(u, "credential", f"users.{name}", path, dict)
         _need(cred, "type", f"users.{name}.credential", path)
-        users[name] = User(name, cred, u.get("expect") or {})
+        expect = u.get("expect") or {}
+        if not isinstance(expect, dict):
+            raise ConfigError(f"{path}: users.{name}.expect must be a mapping (user, groups, uid, extra)")
+        expected = ExpectedIdentity.from_config(expect, f"{path}: users.{name}.expect") if expect else None
+        users[name] = User(name, cred, expect, expected)
     workload = _workload(_need(data, "workload", "", path, dict), path)
-    audit = (data.get("identity") or {}).get("audit") or {}
+    identity = data.get("identity") or {}
+    if not isinstance(identity, dict):
+        raise ConfigError(f"{path}: identity must be a mapping (audit, require)")
+    audit = identity.get("audit") or {}
     audit_log = Path(audit["path"]) if audit.get("type") == "file" and audit.get("path") else None
+    require = identity.get("require", "audit" if audit_log else "any")
+    if require not in ("audit", "any"):
+        raise ConfigError(f"{path}: identity.require must be `audit` or `any`, got {require!r}")
+    if require == "audit" and audit_log is None:
+        raise ConfigError(f"{path}: identity.require is `audit` but identity.audit names no audit log file")
     digest = hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()
     return HarnessConfig(
         source=data.get("source", str(path)),
@@ -219,6 +255,7 @@ def parse_config(data: Any, path: Path) -> HarnessConfig:
         audit_log=audit_log,
         digest=digest,
         raw=data,
+        identity_require=require,
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from conformance.classify import status_of
 from conformance.errors import ConfigError
 from conformance.model import CellKey, ErrorClass, Expectation, Observation, Outcome
 
@@ -57,14 +58,42 @@ def _parse_rule(data: Any, where: str) -> Rule:
     outcome = data.get("outcome", "pass")
     if outcome not in ("pass", "fail"):
         raise ConfigError(f"{where}.outcome must be `pass` or `fail`, got {outcome!r}")
+    unknown_keys = set(data) - {"match", "outcome", "error_class", "status", "refused_by", "reason"}
+    if unknown_keys:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown_keys)}")
     error_class = data.get("error_class")
+    if outcome == "fail" and error_class is None:
+        raise ConfigError(
+            f"{where}: a rule with `outcome: fail` must name the `error_class` that must occur (a failure of "
+            "another class, wrong-identity included, is then still a failure)"
+        )
+    if outcome == "pass" and any(data.get(k) is not None for k in ("error_class", "status", "refused_by")):
+        raise ConfigError(f"{where}: error_class, status and refused_by belong to `outcome: fail` rules")
     if error_class is not None:
         try:
-            ErrorClass(error_class)
+            cls = ErrorClass(error_class)
         except ValueError:
             known = ", ".join(e.value for e in ErrorClass)
             raise ConfigError(f"{where}.error_class {error_class!r} is not one of: {known}") from None
-    return Rule(match, Expectation(outcome=outcome, error_class=error_class, reason=data.get("reason"), source=where))
+        if cls in (ErrorClass.NONE, ErrorClass.HARNESS):
+            raise ConfigError(f"{where}.error_class {error_class!r} cannot be declared")
+    status = data.get("status")
+    if status is not None and not (isinstance(status, int) and 100 <= status <= 599):
+        raise ConfigError(f"{where}.status must be an HTTP status code, got {status!r}")
+    refused_by = data.get("refused_by")
+    if refused_by is not None and not isinstance(refused_by, str):
+        raise ConfigError(f"{where}.refused_by must be a hop: api-server, proxy:<target>, path:<path> or unknown")
+    return Rule(
+        match,
+        Expectation(
+            outcome=outcome,
+            error_class=error_class,
+            status=status,
+            refused_by=refused_by,
+            reason=data.get("reason"),
+            source=where,
+        ),
+    )
 
 
 class Expectations:
@@ -119,7 +148,11 @@ def _load_source(spec: str, seen: set[str]) -> list[Rule]:
 
 
 def judge(expectation: Expectation, observation: Observation) -> tuple[Outcome, str]:
-    """Observation + expectation -> outcome and a one-line reason."""
+    """Observation + expectation -> outcome and a one-line reason.
+
+    A declared failure matches only its own class (and, where declared, the status answered and the hop
+    that refused): "the ALB strips SPDY" never absorbs a 401 or a wrong identity.
+    """
     if observation.skipped:
         return Outcome.SKIP, observation.message
     if observation.error_class is ErrorClass.HARNESS:
@@ -130,9 +163,20 @@ def judge(expectation: Expectation, observation: Observation) -> tuple[Outcome, 
             return Outcome.PASS, observation.message or "worked"
         return Outcome.FAIL, f"{observation.error_class.value}: {observation.message}"
     if worked:
-        return Outcome.UNEXPECTED_PASS, f"declared to fail with {expectation.error_class or 'an error'}, but worked"
-    if expectation.error_class is None or expectation.error_class == observation.error_class.value:
-        return Outcome.EXPECTED_FAIL, f"{observation.error_class.value} as declared"
-    return Outcome.FAIL, (
-        f"expected {expectation.error_class}, got {observation.error_class.value}: {observation.message}"
-    )
+        return Outcome.UNEXPECTED_PASS, f"declared to fail with {expectation.error_class}, but worked"
+    got = observation.error_class.value
+    if expectation.error_class != got:
+        return Outcome.FAIL, f"expected {expectation.error_class}, got {got}: {observation.message}"
+    ev = observation.evidence
+    if expectation.status is not None and status_of(ev) != expectation.status:
+        return Outcome.FAIL, (
+            f"{got} as declared, but answered {ev.status_line or 'no status'} where {expectation.status} is declared: "
+            f"{observation.message}"
+        )
+    if expectation.refused_by is not None and ev.refused_by != expectation.refused_by:
+        return Outcome.FAIL, (
+            f"{got} as declared, but refused by {ev.refused_by or 'nobody'} where {expectation.refused_by} is "
+            f"declared: {observation.message}"
+        )
+    by = f" by {ev.refused_by}" if ev.refused_by else ""
+    return Outcome.EXPECTED_FAIL, f"{got}{by} as declared"

@@ -13,6 +13,8 @@ import json
 import ssl
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ def identity_from_audit_event(event: dict[str, Any]) -> Identity:
         return Identity(
             user=imp.get("username", ""),
             groups=list(imp.get("groups") or []),
-            extra={k: list(v) for k, v in (imp.get("extra") or {}).items()},
+            extra=_extras(imp.get("extra")),
             uid=imp.get("uid"),
             authenticated_as=user.get("username"),
             authenticated_groups=list(user.get("groups") or []),
@@ -45,11 +47,19 @@ def identity_from_audit_event(event: dict[str, Any]) -> Identity:
     return Identity(
         user=user.get("username", ""),
         groups=list(user.get("groups") or []),
-        extra={k: list(v) for k, v in (user.get("extra") or {}).items() if k != CREDENTIAL_ID},
+        extra={k: v for k, v in _extras(user.get("extra")).items() if k != CREDENTIAL_ID},
         uid=user.get("uid"),
         credential_id=_credential_kind(credential),
         source="audit",
     )
+
+
+def _extras(raw: dict[str, Any] | None) -> dict[str, list[str]]:
+    """Extras as lists; a forwarded credential id keeps its kind only (its value identifies a credential)."""
+    out = {k: list(v or []) for k, v in (raw or {}).items()}
+    if CREDENTIAL_ID in out:
+        out[CREDENTIAL_ID] = [v.split("=", 1)[0] for v in out[CREDENTIAL_ID]]
+    return out
 
 
 def _credential_kind(values: list[str] | None) -> str | None:
@@ -149,15 +159,159 @@ async def self_subject_review(
     )
 
 
-def identity_mismatch(seen: Identity, expect: dict[str, Any], proxy: dict[str, Any] | None) -> str | None:
-    """Why `seen` is not what the config expects, or None. Groups expected must all be present."""
+AUTHENTICATED = "system:authenticated"
+
+
+@dataclass(frozen=True)
+class ExpectedIdentity:
+    """Who the API server must see (docs/config.md, `users.<name>.expect`).
+
+    user exactly; groups as a set (declared plus system:authenticated; an undeclared group is a mismatch
+    unless listed in allow_extra_groups); uid absent unless declared; extra: only declared keys, values
+    compared where declared (None: any value).
+    """
+
+    user: str
+    groups: frozenset[str]
+    uid: str | None = None
+    extra: Mapping[str, tuple[str, ...] | None] = field(default_factory=dict)
+    allow_extra_groups: frozenset[str] = frozenset()
+    source: str = "config"  # or "selfsubjectreview at the start of the run"
+
+    @classmethod
+    def from_config(cls, data: Mapping[str, Any], where: str, source: str = "config") -> ExpectedIdentity:
+        from conformance.errors import ConfigError
+
+        unknown = set(data) - {"user", "groups", "uid", "extra", "allow_extra_groups"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; use user, groups, uid, extra, "
+                              "allow_extra_groups")
+        if not isinstance(data.get("user"), str) or not data["user"]:
+            raise ConfigError(f"{where}.user must be the user name the API server should see")
+        return cls(
+            user=data["user"],
+            groups=frozenset(_strings(data.get("groups"), f"{where}.groups")) | {AUTHENTICATED},
+            uid=str(data["uid"]) if data.get("uid") is not None else None,
+            extra=_extra(data.get("extra"), f"{where}.extra"),
+            allow_extra_groups=frozenset(_strings(data.get("allow_extra_groups"), f"{where}.allow_extra_groups")),
+            source=source,
+        )
+
+    @classmethod
+    def from_identity(cls, seen: Identity) -> ExpectedIdentity:
+        """What a SelfSubjectReview said at the start of the run (--kubeconfig runs)."""
+        return cls(
+            user=seen.user,
+            groups=frozenset(seen.groups) | {AUTHENTICATED},
+            uid=seen.uid or None,
+            extra={k: tuple(sorted(v)) for k, v in seen.extra.items()},
+            source="selfsubjectreview at the start of the run",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "groups": sorted(self.groups),
+            "uid": self.uid,
+            "extra": {k: (list(v) if v is not None else None) for k, v in sorted(self.extra.items())},
+            "allow_extra_groups": sorted(self.allow_extra_groups),
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class ProxyIdentity:
+    """An impersonating proxy in front of the API server (`targets.<t>.impersonating_proxy`): who the API
+    server must authenticate for a proxied request, and the extras the proxy legitimately adds to the
+    impersonated user (e.g. the credential id of the token it checked)."""
+
+    user: str
+    groups: frozenset[str] | None = None  # None: not compared
+    adds_extra: Mapping[str, tuple[str, ...] | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, data: Any, where: str) -> ProxyIdentity | None:
+        from conformance.errors import ConfigError
+
+        if data is None:
+            return None
+        if not isinstance(data, Mapping) or not isinstance(data.get("user"), str):
+            raise ConfigError(f"{where} must be a mapping with the `user` the API server authenticates")
+        unknown = set(data) - {"user", "groups", "adds_extra"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; use user, groups, adds_extra")
+        groups = data.get("groups")
+        return cls(
+            user=data["user"],
+            groups=frozenset(_strings(groups, f"{where}.groups")) | {AUTHENTICATED} if groups is not None else None,
+            adds_extra=_extra(data.get("adds_extra"), f"{where}.adds_extra"),
+        )
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    from conformance.errors import ConfigError
+
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+    return list(value)
+
+
+def _extra(value: Any, where: str) -> dict[str, tuple[str, ...] | None]:
+    from conformance.errors import ConfigError
+
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must map each extra key to a list of values, or to null (any value)")
+    return {str(k): (tuple(sorted(_strings(v, f"{where}.{k}"))) if v is not None else None) for k, v in value.items()}
+
+
+def identity_problems(seen: Identity, expect: ExpectedIdentity, proxy: ProxyIdentity | None) -> list[str]:
+    """Every way `seen` differs from what the config declares (empty: exactly as declared).
+
+    With a proxy, the API server must have authenticated that proxy and applied an impersonated identity;
+    without one, the request must not be impersonated at all. A SelfSubjectReview cannot show the
+    authenticated identity, so with that source the proxy part is not checked (the cell records the source).
+    """
     problems = []
-    if expect.get("user") and seen.user != expect["user"]:
-        problems.append(f"user {seen.user!r} != expected {expect['user']!r}")
-    missing = sorted(set(expect.get("groups") or []) - set(seen.groups))
+    if seen.user != expect.user:
+        problems.append(f"user {seen.user!r} != expected {expect.user!r}")
+    groups = set(seen.groups)
+    missing = sorted(expect.groups - groups)
+    added = sorted(groups - expect.groups - expect.allow_extra_groups)
     if missing:
-        problems.append(f"groups {seen.groups} lack {missing}")
-    if proxy and seen.source == "audit":
-        if seen.authenticated_as != proxy.get("user"):
-            problems.append(f"authenticated as {seen.authenticated_as!r}, expected the proxy {proxy.get('user')!r}")
-    return "; ".join(problems) or None
+        problems.append(f"groups lack {missing}")
+    if added:
+        problems.append(f"undeclared groups {added}")
+    if expect.uid is None and seen.uid:
+        problems.append(f"uid {seen.uid!r} where none is declared")
+    elif expect.uid is not None and seen.uid != expect.uid:
+        problems.append(f"uid {seen.uid!r} != expected {expect.uid!r}")
+    allowed: dict[str, tuple[str, ...] | None] = dict(proxy.adds_extra) if proxy else {}
+    allowed.update(expect.extra)
+    for key, values in sorted(seen.extra.items()):
+        if key not in allowed:
+            problems.append(f"undeclared extra {key!r}")
+        elif allowed[key] is not None and tuple(sorted(values)) != allowed[key]:
+            problems.append(f"extra {key!r} = {sorted(values)} != expected {list(allowed[key] or ())}")
+    for key, wanted in sorted(expect.extra.items()):
+        if wanted is not None and key not in seen.extra:
+            problems.append(f"extra {key!r} missing")
+    if seen.source == "audit":
+        if proxy is not None:
+            if seen.authenticated_as is None:
+                problems.append(f"not impersonated: the API server authenticated {seen.user!r} itself, "
+                                f"not the proxy {proxy.user!r}")
+            elif seen.authenticated_as != proxy.user:
+                problems.append(f"authenticated as {seen.authenticated_as!r}, expected the proxy {proxy.user!r}")
+            elif proxy.groups is not None and set(seen.authenticated_groups) != proxy.groups:
+                problems.append(f"the proxy's groups {sorted(seen.authenticated_groups)} != {sorted(proxy.groups)}")
+        elif seen.authenticated_as is not None:
+            problems.append(f"impersonated by {seen.authenticated_as!r}; expected the user's own credential")
+    return problems
+
+
+def identity_mismatch(seen: Identity, expect: ExpectedIdentity, proxy: ProxyIdentity | None) -> str | None:
+    return "; ".join(identity_problems(seen, expect, proxy)) or None

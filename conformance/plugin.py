@@ -40,6 +40,7 @@ class Option:
     env: str
     help: str
     default: str | None = None
+    flag: bool = False  # takes no value on the command line; the environment and ini say true/false
 
 
 OPTIONS = (
@@ -72,6 +73,15 @@ OPTIONS = (
         "network; under pytest-xdist each worker runs one at a time)",
         "8",
     ),
+    Option(
+        "strict", "CONFORMANCE_STRICT", "every skipped cell is a failure (a gate that must run everything)", flag=True
+    ),
+    Option(
+        "allow-unavailable",
+        "CONFORMANCE_ALLOW_UNAVAILABLE",
+        "skip cells of targets or paths the config marks unavailable instead of failing them (path-unavailable)",
+        flag=True,
+    ),
     Option("results", "CONFORMANCE_RESULTS", "write the results JSON here"),
     Option("baseline", "CONFORMANCE_BASELINE", "compare against this earlier results file and print the diff"),
 )
@@ -87,6 +97,9 @@ class Settings:
     def get(self, name: str) -> str | None:
         return self.values.get(name)
 
+    def flag(self, name: str) -> bool:
+        return self.values.get(name) == "true"
+
     def selection(self, name: str) -> list[str] | None:
         """A comma-separated option as a list; None means 'all'."""
         raw = self.values.get(name) or "all"
@@ -101,12 +114,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "streaming conformance (exec, cp, attach, port-forward)")
     for opt in OPTIONS:
         dest = "conformance_" + opt.name.replace("-", "_")
-        group.addoption(
-            f"--{opt.name}",
-            dest=dest,
-            default=None,
-            help=f"{opt.help} [env {opt.env}; ini {dest}; default {opt.default!r}]",
-        )
+        if opt.flag:
+            group.addoption(
+                f"--{opt.name}", dest=dest, action="store_const", const="true", default=None,
+                help=f"{opt.help} [env {opt.env}=true; ini {dest}]",
+            )
+        else:
+            group.addoption(
+                f"--{opt.name}",
+                dest=dest,
+                default=None,
+                help=f"{opt.help} [env {opt.env}; ini {dest}; default {opt.default!r}]",
+            )
         parser.addini(dest, help=opt.help, default=None)
 
 
@@ -133,6 +152,12 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(
                 f"{name} from {sources[name]} must be a positive {kind.__name__}, got {raw!r}"
             ) from None
+    for opt in OPTIONS:
+        if opt.flag and values.get(opt.name) is not None:
+            raw = str(values[opt.name]).strip().lower()
+            if raw not in ("true", "1", "yes", "false", "0", "no", ""):
+                raise pytest.UsageError(f"{opt.name} from {sources[opt.name]} must be true or false, got {raw!r}")
+            values[opt.name] = "true" if raw in ("true", "1", "yes") else None
     settings = Settings(values, sources, started=datetime.now(UTC).isoformat(timespec="seconds"))
     config.stash[SETTINGS] = settings
     if not hasattr(config, "workerinput"):
@@ -290,6 +315,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         config_digest=suite.config.digest if suite else None,
         source=suite.config.source if suite else None,
         runner=platform.node(),
+        expected_identity=suite.expected_identity_record if suite else None,
     )
     results = Results(meta=meta, cells=sorted(settings.results, key=lambda c: c.id))
     path = settings.get("results")

@@ -6,6 +6,7 @@ settings). Every bad setting becomes a ConfigError that says where the value cam
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,9 @@ from conformance.cells import OPERATIONS, Cell, CellRunner, enumerate_cells
 from conformance.config import HarnessConfig, load_config, parse_config
 from conformance.errors import ConfigError, ConformanceError
 from conformance.expectations import Expectations
+from conformance.identity import ExpectedIdentity, self_subject_review
 from conformance.model import CellResult
+from conformance.redact import redact
 
 if TYPE_CHECKING:
     from conformance.plugin import Settings
@@ -36,11 +39,53 @@ class SuiteSession:
         self.clients = clients
         self.expectations = expectations
         self.settings = settings
-        self.runner = CellRunner(config, clients, expectations, float(settings.get("probe-timeout") or 30))
+        self.expected_identity_record: dict[str, Any] | None = None
+        matrix_user = config.users.get(self.user()) if self._user_name() in config.users else None
+        learned = self._learn_identity() if matrix_user is not None and matrix_user.expected is None else None
+        self.runner = CellRunner(
+            config,
+            clients,
+            expectations,
+            float(settings.get("probe-timeout") or 30),
+            strict=settings.flag("strict"),
+            allow_unavailable=settings.flag("allow-unavailable"),
+            expected_identity=learned,
+        )
         self.prefetcher: Prefetcher | None = None
         self.workload: WorkloadManager | None = None  # set in the one process that owns the workload
         versions = (config.raw.get("lab") or {}).get("versions") or {}
         self.cluster_version: str | None = versions.get("kubernetes")
+
+    def _learn_identity(self) -> ExpectedIdentity:
+        """No identity declared for the matrix user (--kubeconfig runs): ask the API server once, through the
+        first available target straight, and compare every cell with that answer (recorded in the results)."""
+        user = self.user()
+        endpoints = [t.endpoints["none"] for t in self.config.targets.values() if t.endpoints["none"].available]
+        if not endpoints:
+            raise ConfigError(f"{self.config.path}: no available target to ask who {user!r} is")
+        ep = endpoints[0]
+        try:
+            seen = asyncio.run(
+                self_subject_review(
+                    ep.server,
+                    self.config.token(user),
+                    ca_file=ep.ca_file,
+                    proxy_url=ep.proxy_url,
+                    insecure=ep.insecure_skip_tls_verify,
+                )
+            )
+        except ConformanceError:
+            raise
+        except Exception as exc:
+            raise ConfigError(
+                redact(
+                    f"users.{user} declares no `expect` identity and the SelfSubjectReview that would learn it "
+                    f"failed at {ep.server}: {type(exc).__name__}: {exc}"
+                )
+            ) from None
+        expected = ExpectedIdentity.from_identity(seen)
+        self.expected_identity_record = {"user_key": user, **expected.to_dict()}
+        return expected
 
     def _select(self, name: str, known: list[str]) -> list[str]:
         chosen = self.settings.selection(name)
@@ -65,8 +110,15 @@ class SuiteSession:
         if concurrency > 1 and cells:
             self.prefetcher = Prefetcher(self.runner, cells, concurrency)
 
-    def user(self) -> str:
+    def _user_name(self) -> str:
         user = self.settings.get("user") or "alice"
+        implicit = self.settings.sources.get("user") == "default"
+        if user not in self.config.users and implicit and len(self.config.users) == 1:
+            return next(iter(self.config.users))  # a config with one user (a kubeconfig's): that one
+        return user
+
+    def user(self) -> str:
+        user = self._user_name()
         if user not in self.config.users:
             raise ConfigError(
                 f"user from {self.settings.sources['user']}: {user!r} is not in {self.config.path} "

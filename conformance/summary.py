@@ -15,6 +15,14 @@ def summary_lines(cells: list[CellResult], *, results_path: str | None, baseline
     lines = [summary_line(results)]
     for cell in unexpected(results):
         lines.append(f"  {cell.outcome.value:<15} {cell.id}: {key_evidence(cell) or cell.message}")
+    skipped = [c for c in cells if c.outcome.value == "skip"]
+    if skipped:
+        reasons: dict[str, int] = {}
+        for c in skipped:
+            reasons[c.message] = reasons.get(c.message, 0) + 1
+        lines.append(f"  {len(skipped)} cell(s) skipped (--strict fails them):")
+        for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:10]:
+            lines.append(f"    {n:>5} x {reason}")
     fallbacks = [c for c in cells if c.evidence.fallback]
     if fallbacks:
         lines.append(f"  {len(fallbacks)} cell(s) worked only after a client fallback, e.g. {fallbacks[0].id}")

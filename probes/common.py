@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from conformance.adapters.base import ClientAdapter, OpResult, Session
+from conformance.classify import Answer
 from conformance.config import Workload
 from conformance.model import ErrorClass, Observation
 
@@ -18,6 +19,8 @@ class ProbeContext:
     marker: str  # unique per cell run; probes put it in the request (args or user agent) for the audit log
     payload_bytes: int = 1024 * 1024
     idle_timeout_s: float | None = None  # the path's idle timeout, for the idle probe
+    # Refusals the hops of this cell declare as their own (path first), for attributing a refusal.
+    answers: tuple[Answer, ...] = ()
 
     @property
     def pod(self) -> str:

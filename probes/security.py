@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from conformance.cells import Cell
+from conformance.classify import API_SERVER, attribute, classify_status, classify_text, guard_held
 from conformance.config import HarnessConfig
 from conformance.model import CellKey, ErrorClass, Evidence, Observation
 from conformance.redact import redact, redact_headers
@@ -96,8 +97,6 @@ async def _request(
     try:
         resp = await asyncio.to_thread(_raw_request, ctx, method, path, headers, body)
     except (OSError, ssl.SSLError) as exc:
-        from conformance.classify import classify_text
-
         evidence.error = redact(f"{type(exc).__name__}: {exc}")
         cls = ErrorClass.TLS if isinstance(exc, ssl.SSLError) else classify_text(str(exc))
         return None, evidence, Observation(error_class=cls, evidence=evidence, message=evidence.error)
@@ -149,33 +148,43 @@ def _who(resp: RawResponse) -> str | None:
         return None
 
 
-def _judge_identity_attempt(resp: RawResponse, evidence: Evidence, expect_user: str, what: str) -> Observation:
-    # Any refusal holds the guard: 403 (not allowed), 400 (the API server: extras or groups without a user),
-    # 500 (the kube-oidc-proxy fork: "no Impersonation-User header found"). The status is kept as evidence.
-    if resp.status >= 400:
-        return Observation(
-            error_class=ErrorClass.NONE, evidence=evidence, message=f"{what}: refused with {resp.status}"
-        )
-    if resp.status == 201:
+def _refusal(ctx: ProbeContext, resp: RawResponse, evidence: Evidence) -> tuple[ErrorClass, str | None]:
+    """Who refused and how: the declared answers of this cell's hops, the API server's Status, else unknown."""
+    first_guess = classify_status(resp.status, resp.body.decode("utf-8", "replace"))
+    cls, by = attribute(first_guess, evidence, ctx.answers)
+    evidence.refused_by = by
+    return cls, by
+
+
+def _untested(cls: ErrorClass, by: str | None, evidence: Evidence, what: str, resp: RawResponse) -> Observation:
+    """The request was stopped by something that is not an authentication or authorization decision (an LB's
+    400, a 404, a 5xx, a hop refusing the upgrade): the guard under test was never reached."""
+    evidence.error = f"{what}: guard untested: {resp.status_line} ({cls.value}, refused by {by or 'unknown'})"
+    return Observation(error_class=cls, evidence=evidence, message=evidence.error)
+
+
+def _judge_identity_attempt(
+    ctx: ProbeContext, resp: RawResponse, evidence: Evidence, expect_user: str, what: str
+) -> Observation:
+    if resp.status in (101, 200, 201):
+        # Accepted: whether it elevated anyone is for the audit event of this very request to say (the
+        # runner compares every field of it with the declared identity).
         who = _who(resp)
-        if who == expect_user:
-            return Observation(
-                error_class=ErrorClass.NONE,
-                evidence=evidence,
-                message=f"{what}: ignored, the API server still saw {who}",
-            )
-        evidence.error = f"{what}: the API server saw {who!r} instead of {expect_user!r}"
-        return Observation(error_class=ErrorClass.ELEVATED, evidence=evidence, message=evidence.error)
-    if resp.status == 101:
-        # The upgrade went through: whether that elevated anyone is for the audit event of this exec to say.
+        if resp.status == 201 and who is not None and who != expect_user:
+            evidence.error = f"{what}: the API server saw {who!r} instead of {expect_user!r}"
+            return Observation(error_class=ErrorClass.ELEVATED, evidence=evidence, message=evidence.error)
         return Observation(
             error_class=ErrorClass.NONE,
             evidence=evidence,
             identity_decides=True,
-            message=f"{what}: the upgrade was accepted (101); the audit event decides",
+            message=f"{what}: accepted ({resp.status})",
         )
-    evidence.error = f"{what}: unexpected answer {resp.status_line}"
-    return Observation(error_class=ErrorClass.PROTOCOL_ERROR, evidence=evidence, message=evidence.error)
+    cls, by = _refusal(ctx, resp, evidence)
+    if guard_held(cls, by):
+        return Observation(
+            error_class=ErrorClass.NONE, evidence=evidence, message=f"{what}: refused with {resp.status} by {by}"
+        )
+    return _untested(cls, by, evidence, what, resp)
 
 
 def impersonation_check(headers: list[tuple[str, str]], what: str) -> Callable[[ProbeContext], Awaitable[Observation]]:
@@ -188,7 +197,7 @@ def impersonation_check(headers: list[tuple[str, str]], what: str) -> Callable[[
         if failed or resp is None:
             return failed or Observation(error_class=ErrorClass.HARNESS, evidence=evidence)
         expect = ctx.session.expect_user or ""
-        return _judge_identity_attempt(resp, evidence, expect, what)
+        return _judge_identity_attempt(ctx, resp, evidence, expect, what)
 
     return probe
 
@@ -210,51 +219,38 @@ def credential_check(kind: str) -> Callable[[ProbeContext], Awaitable[Observatio
         resp, evidence, failed = await _request(ctx, method, path, headers, body)
         if failed or resp is None:
             return failed or Observation(error_class=ErrorClass.HARNESS, evidence=evidence)
-        if resp.status == 401 or (kind == "missing" and resp.status == 403):
-            # Without any token the API server may treat a request as system:anonymous and forbid it.
-            return Observation(
-                error_class=ErrorClass.NONE, evidence=evidence, message=f"{kind} token refused with {resp.status}"
-            )
         if resp.status in (101, 200, 201):
             evidence.error = f"a {kind} token was served: {resp.status_line}"
             return Observation(
                 error_class=ErrorClass.ACCEPTED_BAD_CREDENTIAL, evidence=evidence, message=evidence.error
             )
-        from conformance.classify import classify_status
-
-        evidence.error = f"{kind} token: {resp.status_line}"
-        return Observation(
-            error_class=classify_status(resp.status, resp.body.decode("utf-8", "replace")),
-            evidence=evidence,
-            message=evidence.error,
-        )
+        cls, by = _refusal(ctx, resp, evidence)
+        # Without any token the API server may treat a request as system:anonymous and forbid it.
+        anonymous_forbidden = kind == "missing" and cls is ErrorClass.FORBIDDEN and by == API_SERVER
+        if (cls is ErrorClass.UNAUTHORIZED and guard_held(cls, by)) or anonymous_forbidden:
+            message = f"{kind} token refused with {resp.status} by {by}"
+            return Observation(error_class=ErrorClass.NONE, evidence=evidence, message=message)
+        return _untested(cls, by, evidence, f"{kind} token", resp)
 
     return probe
 
 
 async def get_only_user_cannot_stream(ctx: ProbeContext) -> Observation:
-    """The session's user here is the get-only user: an exec upgrade must be forbidden (403)."""
+    """The session's user here is the get-only user: an exec upgrade must be forbidden (403) by the API
+    server's authorizer or by the proxy's own documented rule."""
     method, path, extra, _ = _target(ctx, ctx.marker)
     resp, evidence, failed = await _request(
         ctx, method, path, [("Authorization", f"Bearer {ctx.session.token}"), *extra]
     )
     if failed or resp is None:
         return failed or Observation(error_class=ErrorClass.HARNESS, evidence=evidence)
-    body = resp.body.decode("utf-8", "replace")
-    if resp.status == 403 and '"kind":"Status"' in body.replace(" ", ""):
-        # Only the API server's authorizer answers with a Status: a proxy's own 403 never reached it.
-        return Observation(error_class=ErrorClass.NONE, evidence=evidence, message="exec upgrade forbidden (403)")
     if resp.status == 101:
         evidence.error = "a get-only user's exec upgrade was accepted"
         return Observation(error_class=ErrorClass.ELEVATED, evidence=evidence, message=evidence.error)
-    from conformance.classify import classify_status
-
-    evidence.error = f"expected 403, got {resp.status_line}"
-    return Observation(
-        error_class=classify_status(resp.status, resp.body.decode("utf-8", "replace")),
-        evidence=evidence,
-        message=evidence.error,
-    )
+    cls, by = _refusal(ctx, resp, evidence)
+    if cls is ErrorClass.FORBIDDEN and guard_held(cls, by):
+        return Observation(error_class=ErrorClass.NONE, evidence=evidence, message=f"exec upgrade forbidden by {by}")
+    return _untested(cls, by, evidence, "get-only user's exec", resp)
 
 
 IMPERSONATION = {
