@@ -108,13 +108,17 @@ class Settings:
 
 
 SETTINGS = pytest.StashKey[Settings]()
+# pytest already has `--strict` ("be strict"); a strict run of ours also fails every skipped cell.
+PYTEST_OWNED = {"strict": "strict"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "streaming conformance (exec, cp, attach, port-forward)")
     for opt in OPTIONS:
         dest = "conformance_" + opt.name.replace("-", "_")
-        if opt.flag:
+        if opt.name in PYTEST_OWNED:
+            pass  # pytest's own option of that name also turns this on (pytest_configure reads it)
+        elif opt.flag:
             group.addoption(
                 f"--{opt.name}", dest=dest, action="store_const", const="true", default=None,
                 help=f"{opt.help} [env {opt.env}=true; ini {dest}]",
@@ -136,7 +140,11 @@ def pytest_configure(config: pytest.Config) -> None:
     sources: dict[str, str] = {}
     for opt in OPTIONS:
         dest = "conformance_" + opt.name.replace("-", "_")
-        cli, env, ini = config.getoption(dest), os.environ.get(opt.env), config.getini(dest)
+        if opt.name in PYTEST_OWNED:
+            cli = "true" if config.getoption(PYTEST_OWNED[opt.name], False) else None
+        else:
+            cli = config.getoption(dest)
+        env, ini = os.environ.get(opt.env), config.getini(dest)
         for value, source in ((cli, f"--{opt.name}"), (env, opt.env), (ini, f"ini {dest}"), (opt.default, "default")):
             if value:
                 values[opt.name], sources[opt.name] = str(value), source

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from conformance.identity import CREDENTIAL_ID
 from conformance.lab import network_paths, openunison
 from conformance.lab.issuer import LAB_USERS
 from conformance.lab.network_paths import NO_PATH, PATHS, TARGET_PORT_NAMES
@@ -69,8 +70,22 @@ def _targets(standin_proxy: bool) -> dict[str, dict[str, Any]]:
                 else "kube-oidc-proxy (TremoloSecurity fork)"
             ),
             "standin": standin_proxy,
-            # What the API server must record as the authenticated user of a proxied request.
-            "impersonating_proxy": {"user": "kube-oidc-proxy", "groups": ["lab:proxies", AUTHENTICATED]},
+            # What the API server must record as the authenticated user of a proxied request; the proxy
+            # forwards the token's credential id (jti) as an extra of the impersonated user.
+            "impersonating_proxy": {
+                "user": "kube-oidc-proxy",
+                "groups": ["lab:proxies", AUTHENTICATED],
+                "adds_extra": {CREDENTIAL_ID: ["JTI"]},
+            },
+            # Its own refusals (kube-oidc-proxy's http.Error answers), so the harness can attribute them.
+            "proxy_answers": [
+                {"status": 401, "body_contains": "Unauthorized", "means": "unauthorized",
+                 "why": "a missing or bad token: 401 Unauthorized in plain text"},
+                {"status": 403, "body_contains": "not allowed to impersonate", "means": "forbidden",
+                 "why": "client impersonation that the SubjectAccessReview refused"},
+                {"status": 500, "body_contains": "no Impersonation-User header found", "means": "forbidden",
+                 "why": "client Impersonate-Group/-Uid/-Extra without Impersonate-User: refused, not forwarded"},
+            ],
         },
         "openunison": {
             "description": "OpenUnison's built-in impersonating proxy (lab stand-in on Envoy, see docs/paths.md)",
@@ -79,6 +94,11 @@ def _targets(standin_proxy: bool) -> dict[str, dict[str, Any]]:
                 "user": openunison.PROXY_USER,
                 "groups": [*openunison.PROXY_GROUPS, AUTHENTICATED],
             },
+            "proxy_answers": [
+                {"status": 401, "means": "unauthorized", "why": "jwt_authn refuses a missing or bad token"},
+                {"status": 500, "body_contains": "Internal Server Error", "means": "upgrade-refused",
+                 "why": "OpenUnison answers a SPDY upgrade with its 500 error page"},
+            ],
             # Client Impersonate-* headers are dropped and the token's own identity is used.
             "client_impersonation": "strip",
         },
@@ -129,6 +149,7 @@ def harness_config(
             "version": versions.get(spec.software),
             "template": f"conformance/lab/assets/paths/{spec.template}",
             "idle_timeout_s": idle,
+            **({"answers": list(spec.answers)} if spec.answers else {}),
             "process": path,
             "available": running(path),
         }
@@ -139,7 +160,8 @@ def harness_config(
         "targets": targets,
         "paths": path_entries,
         "users": lab_users(layout),
-        "identity": {"audit": {"type": "file", "path": str(layout.audit_log)}},
+        # Every worked cell must be backed by the API server's audit event of its own request.
+        "identity": {"audit": {"type": "file", "path": str(layout.audit_log)}, "require": "audit"},
         "workload": {
             "namespace": NAMESPACE,
             "pods": list(POD_NAMES),

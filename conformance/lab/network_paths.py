@@ -52,6 +52,9 @@ class PathSpec:
     client_ca: str  # which CA a client must trust: "lab" (the cluster CA) or "alb" (alb-ca)
     serving_cert: str | None  # the PKI serving cert it presents when it terminates TLS
     forward_proxy: bool = False  # reached with CONNECT (kubeconfig proxy-url), not as the server URL
+    # Refusals the path's software makes itself (harness config `answers:`, docs/config.md), so a cell can
+    # say which hop refused.
+    answers: tuple[Mapping[str, object], ...] = ()
 
 
 PATHS: Mapping[str, PathSpec] = MappingProxyType(
@@ -110,6 +113,10 @@ PATHS: Mapping[str, PathSpec] = MappingProxyType(
             idle_timeout_s=300,
             client_ca="lab",
             serving_cert="gateway",
+            answers=(
+                {"status": 403, "means": "upgrade-refused",
+                 "why": "Envoy refuses an upgrade type missing from upgrade_configs with an empty 403"},
+            ),
         ),
         "https-proxy": PathSpec(
             name="https-proxy",
