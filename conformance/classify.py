@@ -173,7 +173,7 @@ def attribute(cls: ErrorClass, evidence: Evidence, answers: Iterable[Answer]) ->
         best = max(matching, key=lambda a: a.specificity)  # max() keeps the first of equals: the nearest hop
         return best.means, best.who
     if status is not None:
-        return _generic(status, body)
+        return _generic(status, body or text)  # kubectl shows no body, only its words about it
     if cls is ErrorClass.UPGRADE_REQUIRED:
         return cls, API_SERVER
     return cls, UNKNOWN

@@ -36,6 +36,12 @@ if [ ${#need[@]} -gt 0 ]; then
     done
   fi
 fi
+# kwok follows pod logs (attach, logs -f) with one inotify instance per session; Debian's default of 128
+# instances per user runs out when several labs share a machine ("failed to create fsnotify watcher").
+if [ "$(id -u)" -eq 0 ] && [ -w /proc/sys/fs/inotify/max_user_instances ] \
+  && [ "$(cat /proc/sys/fs/inotify/max_user_instances)" -lt 1024 ]; then
+  echo 1024 > /proc/sys/fs/inotify/max_user_instances || true
+fi
 command -v go >/dev/null || { echo "setup: Go 1.26+ is needed to build the lab (kube-apiserver, etcd, kwok)" >&2; exit 1; }
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test,lint,lab]'

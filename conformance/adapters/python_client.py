@@ -2,7 +2,10 @@
 attach, the legacy WebSocket port-forward), as FIELD.md says the Python and Java clients are.
 
 The client is synchronous (websocket-client underneath); each operation runs in a worker thread under the
-cell's deadline. Its User-Agent carries the cell marker, so the audit event can be found.
+cell's deadline. Its User-Agent carries the cell marker, so the audit event can be found. The client's
+WebSocket handshake (kubernetes.stream.ws_client) forwards only Authorization and the subprotocol, so attach
+and port-forward requests would reach the API server without the marker and no audit event could be tied to
+the cell: `_MarkedWebSocket` adds the calling thread's User-Agent to the handshake, and nothing else.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ import asyncio
 import hashlib
 import io
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 from kubernetes import client as k8s
-from kubernetes.stream import portforward, stream
+from kubernetes.stream import portforward, stream, ws_client
 
 from conformance.adapters.base import OpResult, Session
 from conformance.classify import classify_text
@@ -26,6 +30,20 @@ from conformance.redact import redact
 
 PROTOCOL = "ws-v4"
 READ_CHUNK = 65536
+_cell_user_agent = threading.local()
+
+
+class _MarkedWebSocket(ws_client.WebSocket):  # type: ignore[misc]
+    """websocket-client's WebSocket with the cell's User-Agent in the handshake (see the module docstring)."""
+
+    def connect(self, url: str, **options: Any) -> None:
+        agent = getattr(_cell_user_agent, "value", None)
+        if agent:
+            options["header"] = [*options.get("header", []), f"User-Agent: {agent}"]
+        super().connect(url, **options)
+
+
+ws_client.WebSocket = _MarkedWebSocket
 
 
 def _api(s: Session) -> Any:
@@ -38,6 +56,7 @@ def _api(s: Session) -> Any:
         conf.proxy = s.endpoint.proxy_url
     api = k8s.ApiClient(conf)
     api.user_agent = s.user_agent
+    _cell_user_agent.value = s.user_agent  # this worker thread's WebSocket handshakes carry it too
     return k8s.CoreV1Api(api)
 
 

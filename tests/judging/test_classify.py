@@ -151,3 +151,9 @@ def test_only_an_attributed_authentication_or_authorization_decision_holds_a_gua
 def test_bad_answers_are_config_errors(raw: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_answers(raw, "proxy:x", "targets.x.proxy_answers")
+
+
+def test_kubectl_upgrade_required_with_only_its_words_and_the_status_from_its_log() -> None:
+    text = "error: error upgrading connection: Upgrade request required"
+    assert attribute(ErrorClass.UPGRADE_REQUIRED, ev(400, error=text), ()) == (
+        ErrorClass.UPGRADE_REQUIRED, API_SERVER)
