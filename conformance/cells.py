@@ -291,9 +291,10 @@ class CellRunner:
         if problem:
             self._fail(observation, ErrorClass.WRONG_IDENTITY, f"the API server saw the wrong identity: {problem}")
         elif identity.source != "audit":
+            unchecked = "; the proxy's part of the identity was not checked" if target.proxy else ""
             observation.evidence.notes.append(
                 f"identity from a {identity.source} (another request with the same credential), not this request's "
-                "audit event; the proxy's part of the identity was not checked"
+                f"audit event{unchecked}"
             )
 
     @staticmethod

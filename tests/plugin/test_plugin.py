@@ -217,3 +217,74 @@ def test_allure_results_carry_transcript_and_identity(suite: pytest.Pytester, ru
     identity = next(a for a in test_result["attachments"] if a["name"] == "identity seen by the API server")
     assert json.loads((alluredir / identity["source"]).read_text())["user"] == "alice"
     assert "eyJ" not in "".join(p.read_text() for p in alluredir.iterdir())
+
+
+def _lab_config_variant(suite: pytest.Pytester, name: str, change: object) -> Path:
+    import yaml
+
+    from conformance.lab import lab
+
+    config = yaml.safe_load(lab.harness_config_path().read_text())
+    change(config)  # type: ignore[operator]
+    path = suite.path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+EXEC_CELLS = ("test_matrix.py", "--target=direct", "--path=none", "--op=exec", "--client=native",
+              "--protocol=spdy,ws-v5", "--expectations=lab")
+
+
+@pytest.mark.lab
+def test_an_unavailable_target_fails_the_gate_unless_allowed_and_strict_fails_skips(
+    suite: pytest.Pytester, running_lab: object
+) -> None:
+    def down(config: dict) -> None:  # type: ignore[type-arg]
+        config["targets"]["direct"]["available"] = False
+
+    path = _lab_config_variant(suite, "unavailable", down)
+    results = suite.path / "results.json"
+    failed = suite.runpytest_subprocess(*EXEC_CELLS, f"--config={path}", f"--results={results}")
+    assert failed.ret == pytest.ExitCode.TESTS_FAILED
+    assert {c["error_class"] for c in json.loads(results.read_text())["cells"]} == {"path-unavailable"}
+    allowed = suite.runpytest_subprocess(*EXEC_CELLS, f"--config={path}", "--allow-unavailable")
+    assert allowed.ret == pytest.ExitCode.OK
+    allowed.stdout.fnmatch_lines(["*2 cell(s) skipped (--strict fails them):*", "*2 x path none to direct*"])
+    strict = suite.runpytest_subprocess(*EXEC_CELLS, f"--config={path}", "--allow-unavailable", "--strict")
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.mark.lab
+def test_an_identity_that_differs_in_one_group_fails_every_worked_cell(
+    suite: pytest.Pytester, running_lab: object
+) -> None:
+    def one_group_less(config: dict) -> None:  # type: ignore[type-arg]
+        config["users"]["alice"]["expect"]["groups"] = ["system:authenticated"]  # the API server adds devs
+
+    path = _lab_config_variant(suite, "strict-identity", one_group_less)
+    results = suite.path / "results.json"
+    result = suite.runpytest_subprocess(*EXEC_CELLS, f"--config={path}", f"--results={results}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    cells = json.loads(results.read_text())["cells"]
+    assert {c["error_class"] for c in cells} == {"wrong-identity"}
+    assert all("undeclared groups ['devs']" in c["message"] for c in cells)
+    assert all(c["evidence"]["identity_source"] == "audit" for c in cells)
+
+
+@pytest.mark.lab
+def test_without_a_declared_identity_the_run_learns_it_once_and_records_it(
+    suite: pytest.Pytester, running_lab: object
+) -> None:
+    def no_expect_no_audit(config: dict) -> None:  # type: ignore[type-arg]
+        for user in config["users"].values():
+            user.pop("expect", None)
+        config.pop("identity")
+
+    path = _lab_config_variant(suite, "no-expect", no_expect_no_audit)
+    results = suite.path / "results.json"
+    result = suite.runpytest_subprocess(*EXEC_CELLS, f"--config={path}", f"--results={results}")
+    assert result.ret == pytest.ExitCode.OK
+    doc = json.loads(results.read_text())
+    assert doc["meta"]["expected_identity"]["user"] == "alice"
+    assert doc["meta"]["expected_identity"]["groups"] == ["devs", "system:authenticated"]
+    assert {c["evidence"]["identity_source"] for c in doc["cells"]} == {"selfsubjectreview"}
