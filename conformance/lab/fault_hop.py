@@ -209,9 +209,7 @@ class _Sender:
 class _Session:
     """One client connection: HTTP/1.1 requests until one is upgraded, then the byte relay."""
 
-    def __init__(
-        self, hop: FaultHop, conn: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self, hop: FaultHop, conn: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.hop = hop
         self.fault = hop.config.fault
         self.conn = conn
@@ -318,9 +316,7 @@ class _Session:
     async def _forward(self, request: h11.Request, headers: list[Header], label: str) -> bool:
         """Forward one request and its response; True when the connection was upgraded (and is now done)."""
         up, up_reader, up_writer = await self._upstream()
-        up_writer.write(
-            up.send(h11.Request(method=request.method, target=request.target, headers=headers)) or b""
-        )
+        up_writer.write(up.send(h11.Request(method=request.method, target=request.target, headers=headers)) or b"")
         while True:
             event = await self._event(self.client, self.reader, FIRST_REQUEST_TIMEOUT_S, "reading a request body")
             if isinstance(event, h11.Data):
@@ -333,9 +329,7 @@ class _Session:
             else:
                 raise _Cut("the client went away during its request")
         while True:
-            event = await self._event(
-                up, up_reader, self._timeout(RESPONSE_HEAD_TIMEOUT_S), "waiting for the response"
-            )
+            event = await self._event(up, up_reader, self._timeout(RESPONSE_HEAD_TIMEOUT_S), "waiting for the response")
             await self._delay()
             if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
                 return await self._switch(event, label)
@@ -380,8 +374,7 @@ class _Session:
         assert self.up is not None and self.up_reader is not None and self.up_writer is not None
         headers = response.headers.raw_items()
         self.writer.write(
-            self.client.send(h11.InformationalResponse(status_code=101, headers=headers, reason=response.reason))
-            or b""
+            self.client.send(h11.InformationalResponse(status_code=101, headers=headers, reason=response.reason)) or b""
         )
         await self.writer.drain()
         upgrade = _header(headers, b"upgrade")

@@ -14,6 +14,7 @@ import h11
 from conformance.lab.fault_credentials import LabTokens
 from conformance.lab.fault_hop import FaultHop, HopConfig
 from conformance.lab.fault_spec import parse_fault
+from conformance.lab.fault_streams import _unmask, parse_ws_header
 from conformance.lab.pki import Pki
 
 READ_DEADLINE_S = 10.0
@@ -180,3 +181,12 @@ def cert_cn(cert: dict[str, object] | None) -> str | None:
     return None
 
 
+def ws_payloads(data: bytes) -> list[bytes]:
+    """The (unmasked) payload of each WebSocket frame in `data`."""
+    out = []
+    while data:
+        header = parse_ws_header(data)
+        assert header is not None
+        out.append(_unmask(data[header.size : header.size + header.length], header.mask, 0))
+        data = data[header.size + header.length :]
+    return out

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import jwt
 import pytest
@@ -18,7 +17,8 @@ from conformance.lab.fault_hop import HEALTH_PATH
 from conformance.lab.pki import Pki, ensure_pki
 from conformance.wire.spdy_codec import FrameReader, FrameWriter
 from conformance.wire.spdy_frames import Data, SynReply, SynStream
-from tests.faults.helpers import ISSUER_URL, Client, Upstream, cert_cn, hop_in_front, upgrade_headers
+from conformance.wire.spdy_frames import Frame as Frame_
+from tests.faults.helpers import ISSUER_URL, Client, Upstream, cert_cn, hop_in_front, upgrade_headers, ws_payloads
 
 PATTERN = bytes(i % 251 for i in range(300_000))
 
@@ -128,8 +128,12 @@ def test_corrupt_skips_spdy_frame_headers_and_control_frames(pki: Pki) -> None:
     """The offset falls inside a frame header: the first DATA payload byte after it is changed instead, so
     the client decodes every frame and sees wrong data."""
     writer = FrameWriter()
-    reply = writer.encode(SynReply(stream_id=1, headers=[("streamtype", "stdout")]))
-    frames = [reply, writer.encode(Data(stream_id=1, data=b"a" * 100)), writer.encode(Data(stream_id=1, data=b"b" * 100))]
+    reply = writer.encode(SynReply(stream_id=1, headers=(("streamtype", "stdout"),)))
+    frames = [
+        reply,
+        writer.encode(Data(stream_id=1, data=b"a" * 100)),
+        writer.encode(Data(stream_id=1, data=b"b" * 100)),
+    ]
     script = b"".join(frames)
     offset = len(reply) + 108 + 3  # inside the second DATA frame's 8-byte header
 
@@ -251,14 +255,14 @@ def test_latency_delays_each_chunk_by_at_least_ms(pki: Pki) -> None:
 
 def test_swallow_eof_clears_fin_on_the_spdy_stdin_stream_only(pki: Pki) -> None:
     writer = FrameWriter()
-    sent = [
-        SynStream(stream_id=1, headers=[("streamtype", "error")]),
-        SynStream(stream_id=3, headers=[("streamtype", "stdin")]),
-        SynStream(stream_id=5, headers=[("streamtype", "stdout")], fin=True),
+    sent: list[Frame_] = [
+        SynStream(stream_id=1, headers=(("streamtype", "error"),)),
+        SynStream(stream_id=3, headers=(("streamtype", "stdin"),)),
+        SynStream(stream_id=5, headers=(("streamtype", "stdout"),), fin=True),
         Data(stream_id=3, data=b"hello"),
         Data(stream_id=3, fin=True),  # the client's end of stdin
         Data(stream_id=5, data=b"z", fin=True),
-        SynStream(stream_id=7, headers=[("streamtype", "stdin")], fin=True),  # stdin closed at once
+        SynStream(stream_id=7, headers=(("streamtype", "stdin"),), fin=True),  # stdin closed at once
     ]
     wire = b"".join(writer.encode(f) for f in sent)
 
@@ -309,27 +313,13 @@ def test_swallow_eof_drops_the_websocket_v5_stdin_close_message_only(pki: Pki) -
             for i in range(0, len(wire), 3):
                 client.writer.write(wire[i : i + 3])
                 await client.writer.drain()
-            expected = b"".join(
-                Frame(Opcode.BINARY, m).serialize(mask=True) for m in messages if m != b"\xff\x00"
-            )
+            expected = b"".join(Frame(Opcode.BINARY, m).serialize(mask=True) for m in messages if m != b"\xff\x00")
             while len(upstream.received) < len(expected):
                 await asyncio.sleep(0.01)
             await client.close()
-        assert _ws_payloads(bytes(upstream.received)) == [m for m in messages if m != b"\xff\x00"]
+        assert ws_payloads(bytes(upstream.received)) == [m for m in messages if m != b"\xff\x00"]
 
     run(go)
-
-
-def _ws_payloads(data: bytes) -> list[bytes]:
-    from conformance.lab.fault_streams import _unmask, parse_ws_header
-
-    out = []
-    while data:
-        header = parse_ws_header(data)
-        assert header is not None
-        out.append(_unmask(data[header.size : header.size + header.length], header.mask, 0))
-        data = data[header.size + header.length :]
-    return out
 
 
 # --- credential faults -------------------------------------------------------------------------------------
@@ -466,5 +456,3 @@ def test_cancelling_the_hop_closes_every_connection(pki: Pki) -> None:
             await client.close()
 
     run(go)
-
-
