@@ -407,7 +407,7 @@ class _Relay:
         elif fault.kind is FaultKind.CORRUPT_C2S:
             self.c2s = Corruptor(fault.count, tracker_for(framing))
         elif fault.kind is FaultKind.TRUNCATE:
-            self.s2c = Truncator(fault.count)
+            self.s2c = Truncator(fault.count, tracker_for(framing))
         elif fault.kind is FaultKind.SWALLOW_EOF:
             self.c2s = c2s_swallower(framing, subprotocol)
         self.idle_s = session.idle_s if session.idle_s is not None else UPGRADED_IDLE_S

@@ -8,7 +8,8 @@ line takes and what the harness config records for the path (docs/paths.md, "Fau
                               upgraded stream (frame headers are skipped, so the client sees wrong data,
                               not a broken frame)
     corrupt-c2s:N             the same on the client->server stream
-    truncate:N                end the upgraded stream (clean close) after N server->client bytes
+    truncate:N                end the upgraded stream (clean close) after N server->client bytes, at the
+                              first frame boundary at or after N (whole frames, then the end)
     idle-cut:S                close a connection that has been silent (both ways) for S seconds
     swap-credential:USER      replace the client's bearer token with one of lab user USER
     extra-group:GROUP         replace a valid lab token with one for the same user plus group GROUP

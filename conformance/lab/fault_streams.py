@@ -4,7 +4,8 @@ After the 101 the hop relays two byte streams. Each direction gets one filter (`
 forward`; `finished` says "close now"), chosen from the fault and the negotiated protocol:
 
 * `Passthrough`: every byte as it came (the `none` control is byte-transparent).
-* `Truncator(n)`: the first n bytes, then finished (the hop closes cleanly).
+* `Truncator(n, tracker)`: the stream up to the first frame boundary at or after byte n, then finished
+  (the hop closes cleanly).
 * `Corruptor(n, tracker)`: flips one payload byte at or after stream offset n, once. The tracker knows
   the framing (SPDY/3 frames, WebSocket frames, SPDY tunnelled in WebSocket messages) and hands out only
   the bytes of data payload, never frame headers, control frames or a message's channel byte, so a
@@ -94,10 +95,15 @@ class Span:
 
 
 class Tracker(Protocol):
+    # After `spans(chunk)`: the chunk offsets where a frame ended (None: any offset is a boundary).
+    ends: list[int] | None
+
     def spans(self, chunk: bytes) -> list[Span]: ...
 
 
 class RawTracker:
+    ends: list[int] | None = None
+
     def spans(self, chunk: bytes) -> list[Span]:
         return [Span(0, len(chunk))] if chunk else []
 
@@ -109,9 +115,11 @@ class SpdyTracker:
         self._head = bytearray()
         self._left = 0
         self._data = False
+        self.ends: list[int] | None = []
 
     def spans(self, chunk: bytes) -> list[Span]:
         spans, i, n = [], 0, len(chunk)
+        ends: list[int] = []
         while i < n:
             if self._left:
                 take = min(self._left, n - i)
@@ -119,6 +127,8 @@ class SpdyTracker:
                     spans.append(Span(i, i + take))
                 i += take
                 self._left -= take
+                if not self._left:
+                    ends.append(i)
                 continue
             piece = chunk[i : i + FRAME_HEADER_SIZE - len(self._head)]
             self._head += piece
@@ -128,6 +138,9 @@ class SpdyTracker:
                 self._head.clear()
                 self._data = not first & _CONTROL_BIT
                 self._left = second & 0xFFFFFF
+                if not self._left:
+                    ends.append(i)
+        self.ends = ends
         return spans
 
 
@@ -172,9 +185,11 @@ class WebSocketTracker:
         self._frame: _WsHeader | None = None
         self._done = 0  # payload bytes of the current frame already seen
         self._skip_channel = False
+        self.ends: list[int] | None = []
 
     def spans(self, chunk: bytes) -> list[Span]:
         spans, i, n = [], 0, len(chunk)
+        ends: list[int] = []
         while i < n:
             frame = self._frame
             if frame is None:
@@ -192,6 +207,7 @@ class WebSocketTracker:
                     self._skip_channel = self._channel_byte
                 if header.length == 0:
                     self._frame = None
+                    ends.append(i)
                 continue
             take = min(frame.length - self._done, n - i)
             start, offset = i, self._done
@@ -203,6 +219,8 @@ class WebSocketTracker:
             self._done += take
             if self._done == frame.length:
                 self._frame = None
+                ends.append(i)
+        self.ends = ends
         return spans
 
 
@@ -212,8 +230,10 @@ class TunnelTracker:
     def __init__(self) -> None:
         self._outer = WebSocketTracker(channel_byte=False, base64_text=False)
         self._inner = SpdyTracker()
+        self.ends: list[int] | None = []
 
     def spans(self, chunk: bytes) -> list[Span]:
+        """Inner DATA payload; boundaries are the WebSocket frames' (the client sees whole messages)."""
         spans = []
         for outer in self._outer.spans(chunk):
             clear = _unmask(chunk[outer.start : outer.end], outer.mask, outer.offset)
@@ -221,6 +241,7 @@ class TunnelTracker:
                 spans.append(
                     Span(outer.start + inner.start, outer.start + inner.end, outer.mask, outer.offset + inner.start)
                 )
+        self.ends = self._outer.ends
         return spans
 
 
@@ -258,17 +279,29 @@ class Passthrough:
 
 
 class Truncator:
-    """Forwards the first `limit` bytes, then is finished (the hop closes both sides cleanly)."""
+    """Forwards the stream up to the first frame boundary at or after byte `limit` (any byte, for an unknown
+    framing), then is finished: the hop closes both sides cleanly, so the client sees whole frames and then
+    the end of the stream, not a broken frame."""
 
-    def __init__(self, limit: int) -> None:
-        self.left = limit
+    def __init__(self, limit: int, tracker: Tracker | None = None) -> None:
+        self._limit = limit
+        self._tracker = tracker or RawTracker()
+        self._pos = 0
         self.finished = limit == 0
 
     def feed(self, chunk: bytes) -> bytes:
-        out = chunk[: self.left]
-        self.left -= len(out)
-        self.finished = self.left == 0
-        return out
+        if self.finished:
+            return b""
+        self._tracker.spans(chunk)
+        ends = self._tracker.ends
+        candidates = (
+            [max(self._limit - self._pos, 0)] if ends is None else [e for e in ends if self._pos + e >= self._limit]
+        )
+        self._pos += len(chunk)
+        if candidates and candidates[0] <= len(chunk):
+            self.finished = True
+            return chunk[: candidates[0]]
+        return chunk
 
 
 class Corruptor:

@@ -173,3 +173,22 @@ def test_only_spdy_and_websocket_v5_have_an_end_of_stdin_to_swallow() -> None:
     assert isinstance(c2s_swallower(Framing.SPDY, ""), SpdyEofSwallower)
     assert isinstance(c2s_swallower(Framing.WS_CHANNEL, "v5.channel.k8s.io"), WebSocketEofSwallower)
     assert not isinstance(c2s_swallower(Framing.WS_CHANNEL, "v4.channel.k8s.io"), WebSocketEofSwallower)
+
+
+def test_truncation_ends_at_the_first_frame_boundary_at_or_after_n() -> None:
+    writer = FrameWriter()
+    frames = [writer.encode(Data(stream_id=1, data=bytes([i]) * 10)) for i in range(5)]  # 18 bytes each
+    wire = b"".join(frames)
+    for limit in (1, 18, 19, 36, 89, 90):
+        expected = wire[: -(-limit // 18) * 18]
+        for pieces in _splits(wire):
+            t = Truncator(limit, tracker_for(Framing.SPDY))
+            out = b""
+            for p in pieces:
+                out += t.feed(p)
+                if t.finished:
+                    break
+            assert out == expected and t.finished, (limit, pieces)
+    ws = [Frame(Opcode.BINARY, b"\x01" + b"x" * 20).serialize(mask=False) for _ in range(3)]  # 23 bytes each
+    t = Truncator(24, tracker_for(Framing.WS_CHANNEL))
+    assert t.feed(b"".join(ws)) == ws[0] + ws[1] and t.finished
