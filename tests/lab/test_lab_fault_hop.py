@@ -64,6 +64,14 @@ CASES = {
         "spdy,ws-v5,ws-tunnel",
         frozenset({"data-mismatch"}),
     ),
+    "corrupt-c2s": Case(
+        f"corrupt-c2s:{BYTES}",
+        "jetstack",
+        STREAMING,
+        "cp-upload,port-forward",
+        "spdy,ws-v5,ws-tunnel",
+        frozenset({"data-mismatch"}),
+    ),
     "truncate": Case(
         f"truncate:{BYTES}",
         "jetstack",
