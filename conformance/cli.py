@@ -4,6 +4,7 @@ conformance lab build [--force] [--only NAME ...]
 conformance lab up [--paths nlb,alb,ingress,gateway,https-proxy | all | none] | down | status | env
 conformance lab token --user alice [--kind expired]
 conformance lab kubeconfig --target jetstack|direct|openunison [--path alb] --user alice [--output FILE]
+conformance lab fault --target jetstack --fault corrupt:65536 [--name NAME]  |  conformance lab fault --remove NAME
 conformance report RESULTS [--format terminal|md|html|junit|json] [--output FILE]
 conformance report diff OLD NEW [--format terminal|md]  |  conformance report merge A B ... --output FILE
 conformance probe exec|attach|port-forward|cp-upload|cp-download|logs --protocol P --kubeconfig K -n NS POD ...
@@ -59,6 +60,19 @@ def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     kubeconfig.add_argument("--path", default="none", help="none (default), nlb, alb, ingress, gateway, https-proxy")
     kubeconfig.add_argument("--user", required=True)
     kubeconfig.add_argument("--output", default=None)
+    fault = labsub.add_parser(
+        "fault",
+        help="put a fault-injecting hop in front of a target as the extra path fault-NAME (docs/paths.md)",
+    )
+    fault.add_argument("--target", default=None, help="direct, jetstack or openunison")
+    fault.add_argument(
+        "--fault",
+        default=None,
+        help="none, corrupt:N, corrupt-c2s:N, truncate:N, idle-cut:S, swap-credential:USER, extra-group:GROUP, "
+        "anonymous-as:USER, swallow-eof, latency:MS, pass-impersonation (direct only)",
+    )
+    fault.add_argument("--name", default=None, help="the path is fault-NAME (default: TARGET-KIND)")
+    fault.add_argument("--remove", metavar="NAME", default=None, help="stop fault hop NAME and drop its path")
 
 
 def _run_lab(args: argparse.Namespace) -> int:
@@ -87,6 +101,12 @@ def _run_lab(args: argparse.Namespace) -> int:
         if args.kind not in kinds:
             raise ConformanceError(f"unknown token kind {args.kind!r}: choose one of {', '.join(kinds)}")
         print(lab.token(args.user, kinds[args.kind], lifetime_s=args.lifetime))
+    elif cmd == "fault":
+        if args.remove:
+            return 0 if lab.remove_fault(args.remove) else 1
+        if not args.target or not args.fault:
+            raise ConformanceError("lab fault needs --target and --fault (or --remove NAME)")
+        lab.add_fault(args.target, args.fault, args.name)
     elif cmd == "kubeconfig":
         print(lab.kubeconfig(args.target, args.user, Path(args.output) if args.output else None, path=args.path))
     return 0

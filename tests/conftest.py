@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,3 +42,24 @@ def running_lab() -> Iterator[RunningLab]:
     layout = lab.current_layout()
     kubectl = Path(installed_components()[f"kubectl-1.{REFERENCE_KUBECTL_MINOR}"].binaries["kubectl"])
     yield RunningLab(layout, kubectl, layout.component_kubeconfig("admin"), layout.audit_log)
+
+
+@pytest.fixture
+def fault_path(running_lab: RunningLab) -> Iterator[Callable[..., str]]:
+    """Start fault hops for one test: `fault_path("jetstack", "corrupt:65536")` runs `conformance lab fault`
+    and returns the new path's name (`fault-<name>`); every hop started is removed afterwards."""
+    from conformance.lab import fault_paths, lab
+
+    started: list[str] = []
+
+    def start(target: str, fault: str, name: str | None = None) -> str:
+        from conformance.lab.fault_spec import parse_fault
+
+        name = name or fault_paths.default_name(target, parse_fault(fault))
+        started.append(name)
+        lab.add_fault(target, fault, name, emit=lambda _line: None)
+        return fault_paths.path_name(name)
+
+    yield start
+    for name in started:
+        lab.remove_fault(name, emit=lambda _line: None)

@@ -19,6 +19,8 @@ Targets and paths (docs/paths.md):
     paths:
       <path>: description, kind, stands_in_for, reproduces, software, version, template,
               idle_timeout_s, process, available
+      fault-<name>:                  a fault hop (`conformance lab fault`): description, kind fault-hop, fault,
+                                     target, process, available; only its target has it under `via`
 
 `available` is rewritten by `conformance lab status` (and `lab up`) from the processes' pids, so a reader
 skips a dead path instead of leaving its clients to time out.
@@ -30,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from conformance.identity import CREDENTIAL_ID
-from conformance.lab import network_paths, openunison
+from conformance.lab import fault_paths, network_paths, openunison
 from conformance.lab.issuer import LAB_USERS
 from conformance.lab.network_paths import NO_PATH, PATHS, TARGET_PORT_NAMES
 from conformance.lab.topology import CONTAINER_NAME, NAMESPACE, OIDC_AUDIENCE, POD_NAMES, POD_PORT, Layout
@@ -113,8 +115,10 @@ def harness_config(
     paths: Sequence[str] = (),
     alive: Mapping[str, bool] | None = None,
     alb_idle_timeout_s: int | None = None,
+    faults: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The config for this lab; `alive` maps process names to whether they run (default: all do)."""
+    """The config for this lab; `alive` maps process names to whether they run (default: all do); `faults`
+    are the running fault hops by name ({target, fault, port}), each an extra path for its one target."""
 
     def running(process: str) -> bool:
         return True if alive is None else alive.get(process, False)
@@ -153,6 +157,13 @@ def harness_config(
             "process": path,
             "available": running(path),
         }
+    for name, hop in (faults or {}).items():
+        up = running(fault_paths.path_name(name))
+        path_entries[fault_paths.path_name(name)] = fault_paths.path_entry(name, dict(hop), up)
+        target = targets[hop["target"]]
+        target["via"][fault_paths.path_name(name)] = fault_paths.via_entry(
+            layout, dict(hop), up and bool(target["available"])
+        )
     return {
         "version": CONFIG_VERSION,
         "source": "local-lab",

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from conformance.errors import ComponentError, LabError
-from conformance.lab import bootstrap, edges, network_paths, openunison, topology
+from conformance.lab import bootstrap, edges, fault_paths, network_paths, openunison, topology
 from conformance.lab.build import Progress, build_all, installed_components
 from conformance.lab.harness_config import harness_config
 from conformance.lab.issuer import LAB_USERS, TokenKind, mint_token
@@ -154,7 +154,7 @@ def status(refresh_config: bool = True) -> list[ComponentStatus]:
 
 
 def _core_up(alive: dict[str, bool]) -> bool:
-    core = [name for name in alive if name not in edges.EDGE_NAMES]
+    core = [name for name in alive if name not in edges.EDGE_NAMES and not fault_paths.is_fault_process(name)]
     return bool(core) and all(alive[name] for name in core)
 
 
@@ -233,6 +233,12 @@ def _up(emit: Callable[[str], None], port_base: int | None, paths: Sequence[str]
 def _repair_edges(state: dict[str, Any], wanted: tuple[str, ...], progress: Progress) -> dict[str, Any]:
     alive = _alive()
     missing = tuple(name for name in (openunison.NAME, *wanted) if not alive.get(name, False))
+    dead_faults = [n for n in state.get("faults", {}) if not alive.get(fault_paths.path_name(n), False)]
+    if dead_faults:
+        layout = _layout(lab_dir(), state["port_base"], state["binaries"])
+        for name in dead_faults:
+            _start_fault(layout, Supervisor(lab_dir()), progress, name, state["faults"][name])
+        _write_harness_config(layout, state, _alive())
     if not missing:
         progress("lab", f"already up (state in {lab_dir()}); `conformance lab status` shows it")
         return state
@@ -258,6 +264,7 @@ def _write_harness_config(layout: Layout, state: dict[str, Any], alive: dict[str
         paths=tuple(state.get("paths", ())),
         alive=alive,
         alb_idle_timeout_s=state.get("alb_idle_timeout_s"),
+        faults=state.get("faults"),
     )
     text = yaml.safe_dump(config, sort_keys=False)
     path = harness_config_path()
@@ -310,6 +317,69 @@ def _start_edges(
             env=env,
             ca=edge.health_ca,
         )
+
+
+def _start_fault(layout: Layout, sup: Supervisor, progress: Progress, name: str, hop: dict[str, Any]) -> None:
+    from conformance.lab.fault_spec import parse_fault
+
+    process = fault_paths.path_name(name)
+    argv = fault_paths.argv(layout, hop["target"], parse_fault(hop["fault"]), hop["port"])
+    _reap_dead(sup, process)
+    _start(
+        sup,
+        progress,
+        process,
+        argv,
+        fault_paths.health_url(hop["port"]),
+        hop["port"],
+        deadline_s=edges.START_DEADLINE_S,
+        env=fault_paths.env(),
+        ca=str(layout.pki.ca.cert),
+    )
+
+
+def add_fault(
+    target: str, fault_text: str, name: str | None = None, emit: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Start a fault hop in front of `target` as the path `fault-<name>` of the running lab; returns its
+    state entry ({target, fault, port}). A hop of the same name is replaced."""
+    from conformance.lab.fault_spec import parse_fault
+
+    fault = parse_fault(fault_text)
+    fault_paths.check_target(target, fault)
+    name = fault_paths.check_name(name or fault_paths.default_name(target, fault))
+    with _exclusive():
+        state = load_state()
+        if state is None or not _core_up(_alive()):
+            raise LabError("the lab is not running: start it with `conformance lab up`")
+        sup = Supervisor(lab_dir())
+        faults: dict[str, Any] = state.setdefault("faults", {})
+        if name in faults:
+            sup.stop(fault_paths.path_name(name))
+            del faults[name]
+        used = {hop["port"] for hop in faults.values()}
+        hop = {"target": target, "fault": str(fault), "port": fault_paths.free_port(current_layout(), used)}
+        layout = current_layout()
+        _start_fault(layout, sup, Progress(emit), name, hop)
+        faults[name] = hop
+        _save_state(state)
+        _write_harness_config(layout, state, _alive())
+        emit(f"path {fault_paths.path_name(name)}: {fault} in front of {target} at https://127.0.0.1:{hop['port']}")
+        return hop
+
+
+def remove_fault(name: str, emit: Callable[[str], None] = print) -> bool:
+    """Stop fault hop `name` and drop its path from the harness config; False if there was none."""
+    with _exclusive():
+        state = load_state()
+        if state is None:
+            raise LabError("the lab is not running: start it with `conformance lab up`")
+        stopped = Supervisor(lab_dir()).stop(fault_paths.path_name(name))
+        known = state.get("faults", {}).pop(name, None) is not None
+        _save_state(state)
+        _write_harness_config(current_layout(), state, _alive())
+        emit(f"removed path {fault_paths.path_name(name)}" if known or stopped else f"no fault hop named {name!r}")
+        return known or stopped
 
 
 def _reap_dead(sup: Supervisor, name: str) -> None:

@@ -185,6 +185,28 @@ class Supervisor:
             time.sleep(READY_POLL_S)
         raise ComponentError(record.name, f"not healthy after {deadline_s:.0f}s ({detail})", log_tail(record.log))
 
+    def stop(self, name: str, grace_s: float = STOP_GRACE_S) -> bool:
+        """Stop one recorded process (its group: TERM, then KILL after the grace period) and forget it.
+        False if no process of that name was recorded."""
+        records = self.records()
+        record = next((r for r in records if r.name == name), None)
+        if record is None:
+            return False
+        if _is_recorded_process(record):
+            _signal_group(record.pid, signal.SIGTERM)
+            end = time.monotonic() + grace_s
+            while time.monotonic() < end and pid_alive(record.pid):
+                time.sleep(0.05)
+            if pid_alive(record.pid):
+                _signal_group(record.pid, signal.SIGKILL)
+            end = time.monotonic() + 2.0
+            while time.monotonic() < end and pid_alive(record.pid):
+                time.sleep(0.05)
+            if pid_alive(record.pid):
+                raise LabError(f"{name} (pid {record.pid}) is still alive after SIGKILL")
+        self._save([r for r in self.records() if r.name != name])
+        return True
+
     def stop_all(self, grace_s: float = STOP_GRACE_S) -> list[str]:
         """SIGTERM every recorded process group (newest first), SIGKILL what outlives the grace period."""
         records = [r for r in reversed(self.records()) if _is_recorded_process(r)]

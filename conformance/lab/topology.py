@@ -54,7 +54,7 @@ PORT_OFFSETS = {
     "gateway-admin": 24,
     # The HTTPS forward proxy: one port, clients CONNECT to the target's own port through it.
     "https-proxy": 25,
-    # 26..49 are free for later paths.
+    # 26..49: fault hops (`conformance lab fault`, fault_paths.FAULT_PORT_OFFSETS).
 }
 OIDC_AUDIENCE = "conformance-lab"
 NAMESPACE = "conformance"
