@@ -9,6 +9,9 @@ Targets and paths (docs/paths.md):
       <target>:                      direct | jetstack | openunison
         server, ca_file              straight to the target (path "none")
         available                    its process is running
+        impersonating_proxy          {user, groups, adds_extra}: who the API server sees for proxied requests
+        proxy_answers                openunison: its own refusals [{status, header?, body_contains?, means}]
+        proxy_audit                  openunison: {type: file, path, format: openunison-access-log}
         via:
           <path>:                    nlb | alb | ingress | gateway | https-proxy (those the lab started)
             server                   the URL a client uses (the path's listener for this target; for
@@ -56,7 +59,7 @@ def lab_users(layout: Layout) -> dict[str, Any]:
     }
 
 
-def _targets(standin_proxy: bool) -> dict[str, dict[str, Any]]:
+def _targets(layout: Layout, standin_proxy: bool, openunison_release: str) -> dict[str, dict[str, Any]]:
     return {
         "direct": {
             "description": "kube-apiserver itself, authenticating OIDC tokens (structured authn config)",
@@ -73,14 +76,28 @@ def _targets(standin_proxy: bool) -> dict[str, dict[str, Any]]:
             "impersonating_proxy": {"user": "kube-oidc-proxy", "groups": ["lab:proxies", AUTHENTICATED]},
         },
         "openunison": {
-            "description": "OpenUnison's built-in impersonating proxy (lab stand-in on Envoy, see docs/paths.md)",
+            "description": (
+                f"OpenUnison {openunison_release}'s built-in impersonating proxy "
+                "(lab stand-in on Envoy, see docs/paths.md)"
+            ),
             "standin": True,
-            "impersonating_proxy": {
-                "user": openunison.PROXY_USER,
-                "groups": [*openunison.PROXY_GROUPS, AUTHENTICATED],
-            },
+            "mirrors": f"OpenUnison {openunison_release}",
+            # Its bound ServiceAccount token: the API server records the ServiceAccount and its credential id.
+            "impersonating_proxy": openunison.impersonating_proxy(),
             # Client Impersonate-* headers are dropped and the token's own identity is used.
             "client_impersonation": "strip",
+            # Its own answers (not the API server's), for attributing a refusal to it.
+            "proxy_answers": openunison.proxy_answers(openunison_release),
+            # Its access log (OpenUnison's AccessLog lines on stdout): the proxy-side record of the audit chain.
+            "proxy_audit": {
+                "type": "file",
+                "path": str(openunison.workdir(layout) / openunison.ACCESS_LOG),
+                "format": "openunison-access-log",
+            },
+            # The application's authorization rule: users outside these groups get the proxy's own 403.
+            "authorization": {"groups": list(openunison.ALLOWED_GROUPS), "users": list(openunison.ALLOWED_USERS)},
+            # A plain response silent this long is cut (the upstream client's socket timeout).
+            "quiet_stream_cut_s": openunison.UPSTREAM_SOCKET_TIMEOUT_S,
         },
     }
 
@@ -93,6 +110,7 @@ def harness_config(
     paths: Sequence[str] = (),
     alive: Mapping[str, bool] | None = None,
     alb_idle_timeout_s: int | None = None,
+    openunison_release: str = openunison.MIRRORS_RELEASE,
 ) -> dict[str, Any]:
     """The config for this lab; `alive` maps process names to whether they run (default: all do)."""
 
@@ -100,7 +118,7 @@ def harness_config(
         return True if alive is None else alive.get(process, False)
 
     targets: dict[str, Any] = {}
-    for name, about in _targets(standin_proxy).items():
+    for name, about in _targets(layout, standin_proxy, openunison_release).items():
         target_up = running(TARGET_PROCESSES[name])
         ep = network_paths.endpoint(layout, name, NO_PATH)
         targets[name] = {
