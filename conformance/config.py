@@ -38,6 +38,7 @@ class Target:
     impersonating_proxy: dict[str, Any] | None = None  # the identity the API server sees for proxied requests
     standin: bool = False
     client_impersonation: str = "refuse"  # what it does with client Impersonate-*: "refuse" or "authorize"
+    quiet_stream_cut_s: float | None = None  # it cuts a plain response silent this long (watch-quiet cells)
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,14 @@ def _workload(w: dict[str, Any], path: Path) -> Workload:
     )
 
 
+def _positive(value: Any, where: str, path: Path) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{path}: {where} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
 def parse_config(data: Any, path: Path) -> HarnessConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
@@ -194,6 +203,7 @@ def parse_config(data: Any, path: Path) -> HarnessConfig:
             impersonating_proxy=t.get("impersonating_proxy"),
             standin=bool(t.get("standin")),
             client_impersonation=t.get("client_impersonation", "refuse"),
+            quiet_stream_cut_s=_positive(t.get("quiet_stream_cut_s"), f"{where}.quiet_stream_cut_s", path),
         )
     paths = {"none": Path_("none", "straight to the target", "none")}
     for name, p in (data.get("paths") or {}).items():

@@ -18,6 +18,7 @@ class ProbeContext:
     marker: str  # unique per cell run; probes put it in the request (args or user agent) for the audit log
     payload_bytes: int = 1024 * 1024
     idle_timeout_s: float | None = None  # the path's idle timeout, for the idle probe
+    quiet_cut_s: float | None = None  # the target's declared cut of a silent plain response (watch-quiet)
 
     @property
     def pod(self) -> str:

@@ -77,7 +77,7 @@ def test_gateway_allows_only_websocket_upgrades_and_openunison_takes_spdy_to_its
     # SPDY reaches the Lua step (which answers 500), instead of Envoy's own 403.
     assert {"upgrade_type": "SPDY/3.1"} in hcm["upgrade_configs"]
     assert hcm["stream_idle_timeout"] == "0s"
-    plain, upgraded = hcm["route_config"]["virtual_hosts"][0]["routes"][1], hcm["route_config"]["virtual_hosts"][0]["routes"][0]
+    upgraded, plain = hcm["route_config"]["virtual_hosts"][0]["routes"]
     assert plain["route"]["idle_timeout"] == "10s" and "idle_timeout" not in upgraded["route"]
     assert [f["name"] for f in hcm["http_filters"]] == [
         "openunison.defaults",
@@ -186,7 +186,8 @@ def test_harness_config_marks_dead_processes_unavailable(tmp_path: Path) -> None
         "path": str(tmp_path / "targets" / "openunison" / "access.log"),
         "format": "openunison-access-log",
     }
-    assert {"status": 401, "header": 'WWW-Authenticate: Bearer realm="kubernetes",scope="auth"', "means": "unauthorized"} in ou["proxy_answers"]
+    challenge = 'WWW-Authenticate: Bearer realm="kubernetes",scope="auth"'
+    assert {"status": 401, "header": challenge, "means": "unauthorized"} in ou["proxy_answers"]
 
 
 def test_template_placeholders_must_all_be_filled(tmp_path: Path) -> None:
