@@ -45,5 +45,5 @@ def test_only_a_target_declaring_a_cut_gets_quiet_watch_cells() -> None:
 
 @pytest.mark.parametrize("bad", [0, -1, "ten", True])
 def test_a_bad_quiet_cut_names_the_key(bad: Any) -> None:
-    with pytest.raises(ConfigError, match="targets.openunison.quiet_stream_cut_s"):
+    with pytest.raises(ConfigError, match=r"targets\.openunison\.quiet_stream_cut_s"):
         parse_config(_data(quiet_stream_cut_s=bad), CONFIG)
