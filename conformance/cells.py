@@ -114,7 +114,7 @@ def enumerate_cells(
             for op in operations:
                 if op == "port-forward-idle" and not (idle and idle <= IDLE_CAP_S):
                     continue
-                # Only targets that declare a quiet-stream cut get a quiet watch (it takes cut + 2 s).
+                # Only targets that declare a quiet-stream cut get a quiet watch (it takes cut + 5 s).
                 quiet = config.targets[target].quiet_stream_cut_s
                 if op == "watch-quiet" and not (quiet and quiet <= IDLE_CAP_S):
                     continue
