@@ -4,8 +4,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -20,6 +23,7 @@ import yaml
 
 from conformance.lab import lab, openunison
 from conformance.lab.openunison_token import jti_of, request_token, write_token
+from conformance.lab.supervisor import Supervisor
 from conformance.openunison_access_log import AccessLogLine, find_request, read_log
 from tests.conftest import RunningLab
 from tests.lab.raw_upgrade import EXEC_PATH, Endpoint, WebSocket, connect, request_upgrade
@@ -282,3 +286,49 @@ def test_the_service_account_token_is_renewed_and_reread(running_lab: RunningLab
     assert resp.status_code == 200
     event = audit_events_matching(running_lab.audit_log, marker)[-1]
     assert event["user"]["extra"]["authentication.kubernetes.io/credential-id"] == [f"JTI={issued.jti}"]
+
+
+def _free_ports(n: int) -> list[int]:
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+
+
+def test_the_pre_1_0_44_option_answers_spdy_with_undertows_page(running_lab: RunningLab, tmp_path: Path) -> None:
+    """A second stand-in rendered for release 1.0.43 on its own ports, with the lab's token."""
+    layout: Any = running_lab.layout
+    listen, admin = _free_ports(2)
+    base = openunison.standin(layout, layout.pki.make_serving_cert(openunison.NAME), "1.0.43")
+    old = openunison.OpenUnisonStandin(
+        **{
+            **{f: getattr(base, f) for f in base.__dataclass_fields__},
+            "workdir": tmp_path,
+            "listen": listen,
+            "admin_port": admin,
+        }
+    )
+    for name, text in openunison.render(old).items():
+        (tmp_path / name).write_text(text)
+    shutil.copy(openunison.workdir(layout) / openunison.TOKEN_FILE, old.token_file)
+    sup = Supervisor(tmp_path / "supervisor")
+    rec = sup.start(
+        "openunison-1.0.43",
+        openunison.argv(old, layout.binaries["envoy"]),
+        port=listen,
+        health=openunison.ready_url(old),
+    )
+    try:
+        sup.wait_ready(rec, 15)
+        ep = Endpoint(f"https://127.0.0.1:{listen}", str(layout.pki.ca.cert))
+        for extra in (None, {"Content-Type": "application/json"}):
+            resp, sock, _ = request_upgrade(ep, protocol="spdy", token=running_lab.token("alice"), extra=extra)
+            sock.close()
+            assert resp.status == 500 and resp.body == openunison.UNDERTOW_500.encode(), resp
+        # The WebSocket branch is the same as 1.0.50's.
+        resp, sock, _ = request_upgrade(ep, protocol="websocket", token=running_lab.token("alice"))
+        sock.close()
+        assert resp.status == 101
+    finally:
+        sup.stop_all()
