@@ -30,6 +30,7 @@ from typing import Any
 
 from conformance.errors import LabError
 from conformance.lab.network_paths import envoy_argv
+from conformance.lab.openunison_token import ApiServer
 from conformance.lab.paths import assets_dir
 from conformance.lab.pki import CertKeyPair
 from conformance.lab.templates import render_template
@@ -200,13 +201,21 @@ def ready_url(ou: OpenUnisonStandin) -> str:
     return f"http://{LOOPBACK}:{ou.admin_port}/ready"
 
 
+def token_api(layout: Layout) -> ApiServer:
+    admin = layout.pki.clients.admin
+    return ApiServer(layout.url("kube-apiserver"), layout.pki.ca.cert, admin.cert, admin.key)
+
+
 def token_argv(layout: Layout, python: str) -> list[str]:
     """The lab's token refresher: what the kubelet does for the chart's projected token volume."""
     return [
         python,
         "-m",
         "conformance.lab.openunison_token",
-        f"--kubeconfig={layout.component_kubeconfig('admin')}",
+        f"--server={layout.url('kube-apiserver')}",
+        f"--ca={layout.pki.ca.cert}",
+        f"--client-cert={layout.pki.clients.admin.cert}",
+        f"--client-key={layout.pki.clients.admin.key}",
         f"--namespace={SA_NAMESPACE}",
         f"--service-account={SERVICE_ACCOUNT}",
         f"--pod={POD_NAME}",

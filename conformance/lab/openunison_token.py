@@ -10,27 +10,33 @@ request. Like the kubelet, it renews at 80 % of the token's lifetime; `--refresh
 Beside the token it writes `<out>.json`: the token's JTI (the API server records `JTI=<jti>` as the
 credential id), issue and expiry times. Never the token itself: no token is ever logged.
 
-    python -m conformance.lab.openunison_token --kubeconfig admin.kubeconfig --namespace openunison \\
-        --service-account openunison-orchestra --pod openunison-orchestra-0 --audience api --out FILE
+    python -m conformance.lab.openunison_token --server URL --ca CA --client-cert CRT --client-key KEY \\
+        --namespace openunison --service-account openunison-orchestra --pod openunison-orchestra-0 \\
+        --audience api --out FILE
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import http.client
 import json
 import os
 import signal
+import ssl
 import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 REFRESH_FRACTION = 0.8  # the kubelet renews a projected token after 80 % of its lifetime
 RETRY_S = 2.0
 REQUEST_TIMEOUT_S = 10.0
+MAX_ANSWER_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,29 +82,65 @@ def write_token(out: Path, issued: Issued) -> None:
     os.replace(meta_tmp, meta_path)
 
 
-def request_token(api: Any, namespace: str, service_account: str, pod: str, audience: str, lifetime_s: int) -> Issued:
-    from kubernetes import client
+@dataclass(frozen=True, slots=True)
+class ApiServer:
+    """The API server and the client certificate the refresher asks it with (the lab admin's)."""
 
-    core = client.CoreV1Api(api)
-    uid = core.read_namespaced_pod(pod, namespace, _request_timeout=REQUEST_TIMEOUT_S).metadata.uid
-    body = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(
-            audiences=[audience],
-            expiration_seconds=lifetime_s,
-            bound_object_ref=client.V1BoundObjectReference(kind="Pod", api_version="v1", name=pod, uid=uid),
-        )
-    )
-    answer = core.create_namespaced_service_account_token(
-        service_account, namespace, body, _request_timeout=REQUEST_TIMEOUT_S
-    )
-    token = answer.status.token
-    now = time.time()
-    return Issued(token, jti_of(token), now, answer.status.expiration_timestamp.timestamp())
+    url: str
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def _call(api: ApiServer, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    # http.client rather than the kubernetes client: this process lives as long as the lab, and the
+    # kubernetes package alone would take 50 MiB of it.
+    ctx = ssl.create_default_context(cafile=str(api.ca))
+    ctx.load_cert_chain(str(api.cert), str(api.key))
+    url = urlsplit(api.url)
+    host, port = url.hostname or "127.0.0.1", url.port or 443
+    conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=REQUEST_TIMEOUT_S)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        conn.request(method, path, body=payload, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read(MAX_ANSWER_BYTES)
+        if resp.status >= 300:
+            raise RuntimeError(f"{method} {path}: HTTP {resp.status}")
+        answer: dict[str, Any] = json.loads(data)
+        return answer
+    finally:
+        conn.close()
+
+
+def request_token(
+    api: ApiServer, namespace: str, service_account: str, pod: str, audience: str, lifetime_s: int
+) -> Issued:
+    """A TokenRequest for the ServiceAccount, bound to the pod (as a projected volume's token is)."""
+    ns = quote(namespace)
+    uid = _call(api, "GET", f"/api/v1/namespaces/{ns}/pods/{quote(pod)}")["metadata"]["uid"]
+    body = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {
+            "audiences": [audience],
+            "expirationSeconds": lifetime_s,
+            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod, "uid": uid},
+        },
+    }
+    answer = _call(api, "POST", f"/api/v1/namespaces/{ns}/serviceaccounts/{quote(service_account)}/token", body)
+    token = str(answer["status"]["token"])
+    expires = datetime.fromisoformat(answer["status"]["expirationTimestamp"]).timestamp()
+    return Issued(token, jti_of(token), time.time(), expires)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kubeconfig", required=True, type=Path)
+    parser.add_argument("--server", required=True, help="the API server's URL")
+    parser.add_argument("--ca", required=True, type=Path)
+    parser.add_argument("--client-cert", required=True, type=Path)
+    parser.add_argument("--client-key", required=True, type=Path)
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--service-account", required=True)
     parser.add_argument("--pod", required=True)
@@ -110,27 +152,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.refresh_after_s is not None and args.refresh_after_s <= 0:
         parser.error("--refresh-after-s must be positive")
 
-    from kubernetes import config
-
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    api = config.new_client_from_config(config_file=str(args.kubeconfig))
-    try:
-        while not stop.is_set():
-            try:
-                issued = request_token(
-                    api, args.namespace, args.service_account, args.pod, args.audience, args.lifetime_s
-                )
-            except Exception as exc:  # keep serving the old token, retry soon
-                print(f"openunison-token: TokenRequest failed ({type(exc).__name__}); retrying", flush=True)
-                stop.wait(RETRY_S)
-                continue
-            write_token(args.out, issued)
-            print(f"openunison-token: new token {issued!r}", flush=True)
-            stop.wait(max(0.0, next_refresh(issued.issued_at, issued.expires_at, args.refresh_after_s) - time.time()))
-    finally:
-        api.close()
+    api = ApiServer(args.server, args.ca, args.client_cert, args.client_key)
+    while not stop.is_set():
+        try:
+            issued = request_token(api, args.namespace, args.service_account, args.pod, args.audience, args.lifetime_s)
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:  # keep serving the old token, retry soon
+            print(f"openunison-token: TokenRequest failed ({type(exc).__name__}); retrying", flush=True)
+            stop.wait(RETRY_S)
+            continue
+        write_token(args.out, issued)
+        print(f"openunison-token: new token {issued!r}", flush=True)
+        stop.wait(max(0.0, next_refresh(issued.issued_at, issued.expires_at, args.refresh_after_s) - time.time()))
     return 0
 
 

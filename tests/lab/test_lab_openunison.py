@@ -264,20 +264,14 @@ def test_the_service_account_token_is_renewed_and_reread(running_lab: RunningLab
     assert "token" not in meta
     # The stand-in re-reads the file on every request: a new token written where the lab's refresher
     # writes it is the credential of the very next request.
-    from kubernetes import config as kube_config
-
-    api = kube_config.new_client_from_config(config_file=str(layout.component_kubeconfig("admin")))
-    try:
-        issued = request_token(
-            api,
-            openunison.SA_NAMESPACE,
-            openunison.SERVICE_ACCOUNT,
-            openunison.POD_NAME,
-            openunison.TOKEN_AUDIENCE,
-            openunison.TOKEN_LIFETIME_S,
-        )
-    finally:
-        api.close()
+    issued = request_token(
+        openunison.token_api(layout),
+        openunison.SA_NAMESPACE,
+        openunison.SERVICE_ACCOUNT,
+        openunison.POD_NAME,
+        openunison.TOKEN_AUDIENCE,
+        openunison.TOKEN_LIFETIME_S,
+    )
     write_token(openunison.workdir(layout) / openunison.TOKEN_FILE, issued)
     marker = f"ou-{uuid.uuid4().hex[:10]}"
     with _client(_endpoint()) as client:
