@@ -226,16 +226,18 @@ def token_argv(layout: Layout, python: str) -> list[str]:
 
 
 def proxy_answers(release: str) -> list[dict[str, Any]]:
-    """The stand-in's own documented answers, so a classifier can attribute a refusal to it (docs/config.md)."""
-    spdy_html, spdy_json = spdy_answers(release)
-    spdy_marker = ERROR_PHRASE if release == MIRRORS_RELEASE else "Internal Server Error"
+    """The stand-in's own documented answers, so a classifier can attribute a refusal to it (docs/config.md).
+
+    500 with the error page: a SPDY upgrade (1.0.50) and a WebSocket the API server refused (both releases)."""
     answers: list[dict[str, Any]] = [
         {"status": 401, "header": f"WWW-Authenticate: {REALM}", "means": "unauthorized"},
         {"status": 403, "body_contains": FORBIDDEN_PHRASE, "means": "forbidden"},
-        {"status": 500, "body_contains": spdy_marker, "means": "upgrade-refused"},
+        {"status": 500, "body_contains": ERROR_PHRASE, "means": "upgrade-refused"},
     ]
-    if spdy_json != spdy_html:
-        answers.append({"status": 500, "body_contains": spdy_json, "means": "upgrade-refused"})
+    if release == MIRRORS_RELEASE:
+        answers.append({"status": 500, "body_contains": ERROR_JSON, "means": "upgrade-refused"})
+    else:
+        answers.append({"status": 500, "body_contains": "Internal Server Error", "means": "upgrade-refused"})
     return answers
 
 
