@@ -12,6 +12,8 @@ Targets and paths (docs/paths.md):
         impersonating_proxy          {user, groups, adds_extra}: who the API server sees for proxied requests
         proxy_answers                openunison: its own refusals [{status, header?, body_contains?, means}]
         proxy_audit                  openunison: {type: file, path, format: openunison-access-log}
+        mirrors, authorization       openunison: the release it reproduces; its group rule (informational)
+        quiet_stream_cut_s           openunison: 10 (a silent plain response is cut; adds watch-quiet cells)
         via:
           <path>:                    nlb | alb | ingress | gateway | https-proxy (those the lab started)
             server                   the URL a client uses (the path's listener for this target; for
