@@ -193,6 +193,7 @@ def test_an_upgrade_without_a_websocket_key_gets_500(running_lab: RunningLab) ->
 
 def test_a_websocket_the_api_server_refuses_becomes_500(running_lab: RunningLab) -> None:
     marker = f"ou{uuid.uuid4().hex[:10]}"
+    start = time.time()
     # bob may only get pods: the API server refuses his exec with 403.
     resp, sock, _ = request_upgrade(
         _endpoint(), protocol="websocket", token=running_lab.token("bob"), query=f"command=echo&command={marker}"
@@ -202,6 +203,9 @@ def test_a_websocket_the_api_server_refuses_becomes_500(running_lab: RunningLab)
     assert openunison.ERROR_PHRASE.encode() in resp.body
     event = audit_events_matching(running_lab.audit_log, marker)[-1]
     assert event["responseStatus"]["code"] == 403 and event["impersonatedUser"]["username"] == "bob"
+    lines = _access_lines(EXEC_PATH, start, time.time(), "bob")
+    assert [line.result for line in lines] == ["AuSuccess", "Error"], lines
+    assert lines[-1].groups == ("viewers",)
 
 
 def test_a_quiet_plain_response_is_cut_after_10s_but_an_upgraded_session_is_not(running_lab: RunningLab) -> None:
