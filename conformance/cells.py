@@ -34,7 +34,7 @@ from probes.common import ProbeContext
 from probes.cp import probe_cp_download, probe_cp_upload
 from probes.exec import probe_exec, probe_exec_stdin
 from probes.follow import probe_attach, probe_logs_follow
-from probes.plain import probe_tls, probe_watch, probe_whoami
+from probes.plain import probe_tls, probe_watch, probe_watch_quiet, probe_whoami
 from probes.port_forward import (
     probe_port_forward,
     probe_port_forward_concurrent,
@@ -55,6 +55,7 @@ OPERATIONS: dict[str, Probe] = {
     "port-forward-idle": probe_port_forward_idle,
     "logs-follow": probe_logs_follow,
     "watch": probe_watch,
+    "watch-quiet": probe_watch_quiet,
     "whoami": probe_whoami,
     "tls": probe_tls,
 }
@@ -71,6 +72,7 @@ SUBRESOURCE: dict[str, str | None] = {
     "port-forward-idle": "portforward",
     "logs-follow": "log",
     "watch": None,
+    "watch-quiet": None,
     "whoami": None,
 }
 # Idle probes wait out a path's idle timeout; paths with a longer one (NLB 350 s, squid 900 s) are not
@@ -117,6 +119,10 @@ def enumerate_cells(
             idle = config.paths[path].idle_timeout_s if path in config.paths else None
             for op in operations:
                 if op == "port-forward-idle" and not (idle and idle <= IDLE_CAP_S):
+                    continue
+                # Only targets that declare a quiet-stream cut get a quiet watch (it takes cut + 5 s).
+                quiet = config.targets[target].quiet_stream_cut_s
+                if op == "watch-quiet" and not (quiet and quiet <= IDLE_CAP_S):
                     continue
                 for client_name, client in clients.items():
                     for protocol in client.protocols(op):
@@ -208,9 +214,11 @@ class CellRunner:
             marker=marker,
             idle_timeout_s=path.idle_timeout_s if path else None,
             answers=answers_for(path.answers if path else (), target.answers),
+            quiet_cut_s=self.config.targets[cell.key.target].quiet_stream_cut_s,
         )
         try:
             idle = (ctx.idle_timeout_s or 0) if cell.key.operation == "port-forward-idle" else 0
+            idle += (ctx.quiet_cut_s or 0) if cell.key.operation == "watch-quiet" else 0
             budget = self.probe_timeout_s + 5 + idle
             async with asyncio.timeout(budget):
                 observation = await probe_for(cell.key.operation)(ctx)

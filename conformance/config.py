@@ -42,6 +42,7 @@ class Target:
     answers: tuple[Answer, ...] = ()  # proxy_answers: refusals the target's own proxy documents
     standin: bool = False
     client_impersonation: str = "refuse"  # what it does with client Impersonate-*: "refuse" or "authorize"
+    quiet_stream_cut_s: float | None = None  # it cuts a plain response silent this long (watch-quiet cells)
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,14 @@ def _workload(w: dict[str, Any], path: Path) -> Workload:
     )
 
 
+def _positive(value: Any, where: str, path: Path) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{path}: {where} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
 def parse_config(data: Any, path: Path) -> HarnessConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
@@ -205,6 +214,7 @@ def parse_config(data: Any, path: Path) -> HarnessConfig:
             answers=parse_answers(t.get("proxy_answers"), f"proxy:{name}", f"{path}: {where}.proxy_answers"),
             standin=bool(t.get("standin")),
             client_impersonation=t.get("client_impersonation", "refuse"),
+            quiet_stream_cut_s=_positive(t.get("quiet_stream_cut_s"), f"{where}.quiet_stream_cut_s", path),
         )
     paths = {"none": Path_("none", "straight to the target", "none")}
     for name, p in (data.get("paths") or {}).items():

@@ -227,6 +227,7 @@ class ProxyIdentity:
 
     user: str
     groups: frozenset[str] | None = None  # None: not compared
+    credential: str | None = None  # the kind of the proxy's own credential (JTI, X509SHA256); None: not compared
     adds_extra: Mapping[str, tuple[str, ...] | None] = field(default_factory=dict)
 
     @classmethod
@@ -237,13 +238,14 @@ class ProxyIdentity:
             return None
         if not isinstance(data, Mapping) or not isinstance(data.get("user"), str):
             raise ConfigError(f"{where} must be a mapping with the `user` the API server authenticates")
-        unknown = set(data) - {"user", "groups", "adds_extra"}
+        unknown = set(data) - {"user", "groups", "credential", "adds_extra"}
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; use user, groups, adds_extra")
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; use user, groups, credential, adds_extra")
         groups = data.get("groups")
         return cls(
             user=data["user"],
             groups=frozenset(_strings(groups, f"{where}.groups")) | {AUTHENTICATED} if groups is not None else None,
+            credential=str(data["credential"]) if data.get("credential") else None,
             adds_extra=_extra(data.get("adds_extra"), f"{where}.adds_extra"),
         )
 
@@ -308,6 +310,9 @@ def identity_problems(seen: Identity, expect: ExpectedIdentity, proxy: ProxyIden
                 problems.append(f"authenticated as {seen.authenticated_as!r}, expected the proxy {proxy.user!r}")
             elif proxy.groups is not None and set(seen.authenticated_groups) != proxy.groups:
                 problems.append(f"the proxy's groups {sorted(seen.authenticated_groups)} != {sorted(proxy.groups)}")
+            elif proxy.credential is not None and seen.credential_id != proxy.credential:
+                problems.append(f"the proxy authenticated with a {seen.credential_id} credential, "
+                                f"expected {proxy.credential}")
         elif seen.authenticated_as is not None:
             problems.append(f"impersonated by {seen.authenticated_as!r}; expected the user's own credential")
     return problems

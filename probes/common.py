@@ -21,6 +21,7 @@ class ProbeContext:
     idle_timeout_s: float | None = None  # the path's idle timeout, for the idle probe
     # Refusals the hops of this cell declare as their own (path first), for attributing a refusal.
     answers: tuple[Answer, ...] = ()
+    quiet_cut_s: float | None = None  # the target's declared cut of a silent plain response (watch-quiet)
 
     @property
     def pod(self) -> str:

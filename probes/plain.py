@@ -17,6 +17,7 @@ from conformance.model import ErrorClass, Evidence, Observation
 from probes.common import ProbeContext
 
 WATCH_HOLD_S = 1.0
+QUIET_MARGIN_S = 5.0  # held this much longer than the declared cut (measured: the 10 s cut ends a stream at 11-12 s)
 
 
 def _client(ctx: ProbeContext, timeout_s: float) -> httpx.AsyncClient:
@@ -56,6 +57,55 @@ def _http_error_class(exc: Exception, text: str) -> ErrorClass:
             return ErrorClass.RESET
         cause = cause.__cause__ or cause.__context__
     return classify_text(text)
+
+
+async def probe_watch_quiet(ctx: ProbeContext) -> Observation:
+    """A watch that receives nothing (its selector matches no pod) must stay open a little longer than the
+    target's declared quiet-stream cut: a proxy whose upstream socket times out ends it (OpenUnison: 10 s)."""
+    hold = (ctx.quiet_cut_s or 0) + QUIET_MARGIN_S
+    evidence = Evidence(protocol_requested="http")
+    url = f"{ctx.session.endpoint.server}/api/v1/namespaces/{ctx.session.namespace}/pods"
+    # A selector no pod matches: the API server sends nothing at all after the response head.
+    selector = f"conformance-quiet={ctx.marker}"
+    params = {"watch": "true", "labelSelector": selector, "timeoutSeconds": str(int(hold) + 30)}
+    start = time.monotonic()
+    try:
+        async with _client(ctx, hold + 10) as client, client.stream("GET", url, params=params) as resp:
+            evidence.status_line = f"HTTP/{resp.http_version.split('/')[-1]} {resp.status_code} {resp.reason_phrase}"
+            if resp.status_code != 200:
+                text = (await resp.aread()).decode("utf-8", "replace")
+                evidence.body_excerpt = text[:500]
+                return Observation(
+                    error_class=classify_status(resp.status_code, text),
+                    evidence=evidence,
+                    message=f"watch answered {resp.status_code}",
+                )
+            try:
+                async with asyncio.timeout(hold):
+                    async for line in resp.aiter_lines():
+                        if line.strip():
+                            evidence.error = f"a watch on a selector matching nothing delivered {line[:100]!r}"
+                            return Observation(
+                                error_class=ErrorClass.DATA_MISMATCH, evidence=evidence, message=evidence.error
+                            )
+            except TimeoutError:
+                pass  # silent and open for the whole period: what we wanted
+            else:
+                return _quiet_cut(evidence, start, "the quiet watch was closed")
+    except httpx.HTTPError as exc:
+        if time.monotonic() - start < hold and not isinstance(exc, httpx.TimeoutException):
+            return _quiet_cut(evidence, start, f"the quiet watch failed: {type(exc).__name__}: {exc}")
+        return _failed(evidence, exc)
+    evidence.survived_s = time.monotonic() - start
+    evidence.timings.total_s = evidence.survived_s
+    return Observation(error_class=ErrorClass.NONE, evidence=evidence, message=f"quiet watch held {hold:.0f}s")
+
+
+def _quiet_cut(evidence: Evidence, start: float, what: str) -> Observation:
+    survived = time.monotonic() - start
+    evidence.survived_s = survived
+    evidence.error = f"{what} after {survived:.1f}s of silence"
+    return Observation(error_class=ErrorClass.IDLE_CUT, evidence=evidence, message=evidence.error)
 
 
 async def probe_whoami(ctx: ProbeContext) -> Observation:

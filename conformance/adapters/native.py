@@ -43,7 +43,7 @@ class NativeAdapter:
             return IDLE_PROTOCOLS
         if operation == "port-forward-ports":
             return PORT_FORWARD_PROTOCOLS
-        if operation in ("logs-follow", "watch", "whoami", "tls"):
+        if operation in ("logs-follow", "watch", "watch-quiet", "whoami", "tls"):
             return ("http",)
         return ()
 

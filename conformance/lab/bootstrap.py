@@ -4,7 +4,9 @@ Applied with the `kubernetes` client as the lab admin. Lab users' rights:
   alice (group devs)  exec, attach, port-forward, cp and logs in `conformance`
   bob                 get/list pods in `conformance`, nothing else
   mallory             nothing
-Proxies (kube-oidc-proxy, openunison) may impersonate and run Token/SubjectAccessReviews, nothing more.
+  carol (outsiders)   alice's rights, by name: only the openunison stand-in's group rule stops her
+Proxies (kube-oidc-proxy's user, openunison's ServiceAccount) may impersonate and run Token/SubjectAccessReviews,
+nothing more. The openunison stand-in's namespace holds its ServiceAccount and the pod its token is bound to.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from kubernetes.client.rest import ApiException
 from kubernetes.utils import FailToCreateError, create_from_dict
 
 from conformance.errors import LabError
+from conformance.lab import openunison
 from conformance.lab.topology import CONTAINER_NAME, NAMESPACE, NODE_NAME, POD_NAMES, POD_PORT
 
-PROXY_USERS = ("kube-oidc-proxy", "openunison-proxy")
+PROXY_USERS = ("kube-oidc-proxy",)
 # Extras an impersonating proxy forwards: the API server's JWT authenticator adds credential-id for a token
 # with a jti; kube-oidc-proxy adds remote-client-ip and, for client --as, the originaluser.* keys.
 PROXY_EXTRAS = (
@@ -58,7 +61,10 @@ def _objects() -> list[dict[str, Any]]:
             "kind": "RoleBinding",
             "metadata": {"name": "devs-streaming", "namespace": NAMESPACE},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "streaming"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs"}],
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs"},
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"},
+            ],
         },
         {
             "apiVersion": rbac,
@@ -99,7 +105,10 @@ def _objects() -> list[dict[str, Any]]:
                 "kind": "ClusterRole",
                 "name": "lab:impersonating-proxy",
             },
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u} for u in PROXY_USERS],
+            "subjects": [
+                *({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u} for u in PROXY_USERS),
+                {"kind": "ServiceAccount", "name": openunison.SERVICE_ACCOUNT, "namespace": openunison.SA_NAMESPACE},
+            ],
         },
         # The controller-manager runs under its own identity (no per-controller service accounts), which the
         # bootstrap policy does not let finish a namespace's deletion: give it the namespace controller's role,
@@ -136,6 +145,7 @@ def _objects() -> list[dict[str, Any]]:
             "spec": {"taints": [{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]},
         },
     ]
+    objects += _openunison_objects()
     for name in POD_NAMES:
         objects.append(
             {
@@ -157,6 +167,31 @@ def _objects() -> list[dict[str, Any]]:
             }
         )
     return objects
+
+
+def _openunison_objects() -> list[dict[str, Any]]:
+    """The chart's namespace and ServiceAccount, and a pod on the kwok node for its token to be bound to."""
+    ns = openunison.SA_NAMESPACE
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": openunison.SERVICE_ACCOUNT, "namespace": ns},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": openunison.POD_NAME, "namespace": ns, "labels": {"app": "openunison-standin"}},
+            "spec": {
+                "nodeName": NODE_NAME,
+                "serviceAccountName": openunison.SERVICE_ACCOUNT,
+                "automountServiceAccountToken": False,
+                "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+                "containers": [{"name": "openunison", "image": "conformance.local/openunison-standin:kwok"}],
+            },
+        },
+    ]
 
 
 def admin_api(kubeconfig: Path) -> Any:

@@ -58,8 +58,8 @@ def _write(directory: Path, files: dict[str, str]) -> None:
         (directory / name).write_text(text)
 
 
-def prepare_openunison(layout: Layout, envoy: str) -> EdgeProcess:
-    ou = openunison.standin(layout, layout.pki.make_serving_cert(openunison.NAME))
+def prepare_openunison(layout: Layout, envoy: str, release: str = openunison.MIRRORS_RELEASE) -> EdgeProcess:
+    ou = openunison.standin(layout, layout.pki.make_serving_cert(openunison.NAME), release)
     _write(ou.workdir, openunison.render(ou))
     return EdgeProcess(openunison.NAME, openunison.argv(ou, envoy), openunison.ready_url(ou), ou.listen, None)
 

@@ -9,6 +9,11 @@ Targets and paths (docs/paths.md):
       <target>:                      direct | jetstack | openunison
         server, ca_file              straight to the target (path "none")
         available                    its process is running
+        impersonating_proxy          {user, groups, adds_extra}: who the API server sees for proxied requests
+        proxy_answers                openunison: its own refusals [{status, header?, body_contains?, means}]
+        proxy_audit                  openunison: {type: file, path, format: openunison-access-log}
+        mirrors, authorization       openunison: the release it reproduces; its group rule (informational)
+        quiet_stream_cut_s           openunison: 10 (a silent plain response is cut; adds watch-quiet cells)
         via:
           <path>:                    nlb | alb | ingress | gateway | https-proxy (those the lab started)
             server                   the URL a client uses (the path's listener for this target; for
@@ -59,7 +64,7 @@ def lab_users(layout: Layout) -> dict[str, Any]:
     }
 
 
-def _targets(standin_proxy: bool) -> dict[str, dict[str, Any]]:
+def _targets(layout: Layout, standin_proxy: bool, openunison_release: str) -> dict[str, dict[str, Any]]:
     return {
         "direct": {
             "description": "kube-apiserver itself, authenticating OIDC tokens (structured authn config)",
@@ -77,6 +82,7 @@ def _targets(standin_proxy: bool) -> dict[str, dict[str, Any]]:
             "impersonating_proxy": {
                 "user": "kube-oidc-proxy",
                 "groups": ["lab:proxies", AUTHENTICATED],
+                "credential": "X509SHA256",  # its client certificate
                 "adds_extra": {CREDENTIAL_ID: ["JTI"]},
             },
             # Its own refusals (kube-oidc-proxy's http.Error answers), so the harness can attribute them.
@@ -90,19 +96,28 @@ def _targets(standin_proxy: bool) -> dict[str, dict[str, Any]]:
             ],
         },
         "openunison": {
-            "description": "OpenUnison's built-in impersonating proxy (lab stand-in on Envoy, see docs/paths.md)",
+            "description": (
+                f"OpenUnison {openunison_release}'s built-in impersonating proxy "
+                "(lab stand-in on Envoy, see docs/paths.md)"
+            ),
             "standin": True,
-            "impersonating_proxy": {
-                "user": openunison.PROXY_USER,
-                "groups": [*openunison.PROXY_GROUPS, AUTHENTICATED],
-            },
-            "proxy_answers": [
-                {"status": 401, "means": "unauthorized", "why": "jwt_authn refuses a missing or bad token"},
-                {"status": 500, "body_contains": "Internal Server Error", "means": "upgrade-refused",
-                 "why": "OpenUnison answers a SPDY upgrade with its 500 error page"},
-            ],
+            "mirrors": f"OpenUnison {openunison_release}",
+            # Its bound ServiceAccount token: the API server records the ServiceAccount and its credential id.
+            "impersonating_proxy": openunison.impersonating_proxy(),
             # Client Impersonate-* headers are dropped and the token's own identity is used.
             "client_impersonation": "strip",
+            # Its own answers (not the API server's), for attributing a refusal to it.
+            "proxy_answers": openunison.proxy_answers(openunison_release),
+            # Its access log (OpenUnison's AccessLog lines on stdout): the proxy-side record of the audit chain.
+            "proxy_audit": {
+                "type": "file",
+                "path": str(openunison.workdir(layout) / openunison.ACCESS_LOG),
+                "format": "openunison-access-log",
+            },
+            # The application's authorization rule: users outside these groups get the proxy's own 403.
+            "authorization": {"groups": list(openunison.ALLOWED_GROUPS), "users": list(openunison.ALLOWED_USERS)},
+            # A plain response silent this long is cut (the upstream client's socket timeout).
+            "quiet_stream_cut_s": openunison.UPSTREAM_SOCKET_TIMEOUT_S,
         },
     }
 
@@ -116,6 +131,7 @@ def harness_config(
     alive: Mapping[str, bool] | None = None,
     alb_idle_timeout_s: int | None = None,
     faults: Mapping[str, Mapping[str, Any]] | None = None,
+    openunison_release: str = openunison.MIRRORS_RELEASE,
 ) -> dict[str, Any]:
     """The config for this lab; `alive` maps process names to whether they run (default: all do); `faults`
     are the running fault hops by name ({target, fault, port}), each an extra path for its one target."""
@@ -124,7 +140,7 @@ def harness_config(
         return True if alive is None else alive.get(process, False)
 
     targets: dict[str, Any] = {}
-    for name, about in _targets(standin_proxy).items():
+    for name, about in _targets(layout, standin_proxy, openunison_release).items():
         target_up = running(TARGET_PROCESSES[name])
         ep = network_paths.endpoint(layout, name, NO_PATH)
         targets[name] = {

@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ START_DEADLINE_S = {
     "workload": 10,
     "kwok": 30,
     "kube-oidc-proxy": 30,
+    "openunison-token": 20,
 }
 KUBECONFIG_TOKEN_LIFETIME_S = 12 * 3600
 TARGETS = network_paths.TARGET_NAMES
@@ -208,7 +210,7 @@ def _up(emit: Callable[[str], None], port_base: int | None, paths: Sequence[str]
     progress("lab", f"state {state_dir}, ports {layout.port_base}..{layout.port_base + topology.PORT_BLOCK - 1}")
     try:
         _start_all(layout, sup, progress)
-        _start_edges(layout, sup, progress, (openunison.NAME, *wanted), alb_idle)
+        _start_edges(layout, sup, progress, (openunison.NAME, *wanted), alb_idle, openunison.release_in())
     except BaseException:
         progress("lab", "start-up failed: stopping everything started so far")
         sup.stop_all()
@@ -222,6 +224,7 @@ def _up(emit: Callable[[str], None], port_base: int | None, paths: Sequence[str]
         "standin_proxy": standin,
         "paths": list(wanted),
         "alb_idle_timeout_s": alb_idle,
+        "openunison_release": openunison.release_in(),
         "started": time.time(),
     }
     _save_state(state)
@@ -249,7 +252,8 @@ def _repair_edges(state: dict[str, Any], wanted: tuple[str, ...], progress: Prog
     layout = _layout(lab_dir(), state["port_base"], state["binaries"])
     progress("lab", f"core already up; starting {', '.join(missing)}")
     alb_idle = state.setdefault("alb_idle_timeout_s", network_paths.alb_idle_timeout_s(os.environ))
-    _start_edges(layout, Supervisor(lab_dir()), progress, missing, alb_idle)
+    release = state.setdefault("openunison_release", openunison.MIRRORS_RELEASE)
+    _start_edges(layout, Supervisor(lab_dir()), progress, missing, alb_idle, release)
     state["paths"] = list(paths)
     _save_state(state)
     _write_harness_config(layout, state, _alive())
@@ -265,6 +269,7 @@ def _write_harness_config(layout: Layout, state: dict[str, Any], alive: dict[str
         alive=alive,
         alb_idle_timeout_s=state.get("alb_idle_timeout_s"),
         faults=state.get("faults"),
+        openunison_release=state.get("openunison_release", openunison.MIRRORS_RELEASE),
     )
     text = yaml.safe_dump(config, sort_keys=False)
     path = harness_config_path()
@@ -295,12 +300,17 @@ def _start(
 
 
 def _start_edges(
-    layout: Layout, sup: Supervisor, progress: Progress, names: Sequence[str], alb_idle_timeout_s: int | None
+    layout: Layout,
+    sup: Supervisor,
+    progress: Progress,
+    names: Sequence[str],
+    alb_idle_timeout_s: int | None,
+    openunison_release: str,
 ) -> None:
     env = _minimal_env(layout)
     for name in names:
         if name == openunison.NAME:
-            edge = edges.prepare_openunison(layout, layout.binaries["envoy"])
+            edge = edges.prepare_openunison(layout, layout.binaries["envoy"], openunison_release)
         else:
             binary = layout.binaries[PATHS[name].software]
             idle = alb_idle_timeout_s if name == "alb" else None
@@ -497,12 +507,33 @@ def _start_all(layout: Layout, sup: Supervisor, progress: Progress) -> None:
         layout.port("kube-oidc-proxy"),
         env=minimal_env,
     )
+    start(
+        openunison.TOKEN_PROCESS,
+        openunison.token_argv(layout, sys.executable),
+        None,
+        None,
+        env=python_env,
+    )
+    _wait_token_file(layout, sup, progress)
     progress("kwok", "waiting for lab pods to run")
     try:
         bootstrap.wait_pods_running(layout.component_kubeconfig("admin"))
     except LabError as exc:
         rec = next(r for r in sup.records() if r.name == "kwok")
         raise ComponentError("kwok", str(exc), log_tail(rec.log)) from exc
+
+
+def _wait_token_file(layout: Layout, sup: Supervisor, progress: Progress) -> None:
+    """The openunison stand-in starts only once its ServiceAccount token is there."""
+    token = openunison.workdir(layout) / openunison.TOKEN_FILE
+    end = time.monotonic() + START_DEADLINE_S[openunison.TOKEN_PROCESS]
+    while time.monotonic() < end:
+        if token.is_file():
+            progress(openunison.TOKEN_PROCESS, "ServiceAccount token written")
+            return
+        time.sleep(0.2)
+    rec = next(r for r in sup.records() if r.name == openunison.TOKEN_PROCESS)
+    raise ComponentError(openunison.TOKEN_PROCESS, f"no token in {token}", log_tail(rec.log))
 
 
 def down(emit: Callable[[str], None] = print) -> list[str]:

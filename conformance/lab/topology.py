@@ -65,6 +65,7 @@ POD_PORT = 8080
 # The sandbox user that kwok runs exec'd commands as (nobody), so a probe cannot touch the host as root.
 SANDBOX_UID = 65534
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+OPENUNISON_TOKEN_AUDIENCE = "api"  # noqa: S105 - conformance.lab.openunison.TOKEN_AUDIENCE (that module imports this one)
 # A config value for the API server's service allocator: no traffic ever goes to this range.
 SERVICE_CIDR = "10.96.0.0/16"
 
@@ -268,6 +269,8 @@ def apiserver_argv(layout: Layout) -> list[str]:
         f"--tls-private-key-file={pki.serving.kube_apiserver.key}",
         f"--client-ca-file={pki.ca.cert}",
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+        # The issuer is the default audience; `api` is the one OpenUnison's chart asks TokenRequest for.
+        f"--api-audiences={SERVICE_ACCOUNT_ISSUER},{OPENUNISON_TOKEN_AUDIENCE}",
         f"--service-account-key-file={pki.sa_pub}",
         f"--service-account-signing-key-file={pki.sa_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",

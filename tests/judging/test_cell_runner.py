@@ -135,5 +135,5 @@ def test_a_via_path_missing_from_paths_is_a_config_error(tmp_path: Path) -> None
 
 
 def test_require_audit_without_an_audit_log_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="identity.require is `audit`"):
+    with pytest.raises(ConfigError, match=r"identity\.require is `audit`"):
         config(tmp_path, identity={"require": "audit"})

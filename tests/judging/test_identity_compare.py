@@ -148,3 +148,11 @@ def test_an_identity_learned_at_the_start_is_compared_exactly() -> None:
     assert identity_problems(seen(groups=["devs", "system:authenticated", "x"]), learned, None) == [
         "undeclared groups ['x']"
     ]
+
+
+def test_the_proxys_credential_kind_is_compared_where_declared() -> None:
+    token_proxy = ProxyIdentity.from_config({"user": "kube-oidc-proxy", "credential": "JTI"}, "t")
+    assert identity_problems(proxied(credential_id="JTI"), ALICE, token_proxy) == []
+    assert identity_problems(proxied(credential_id="X509SHA256"), ALICE, token_proxy) == [
+        "the proxy authenticated with a X509SHA256 credential, expected JTI"
+    ]

@@ -139,7 +139,7 @@ def verify(token: str, jwks: jwt.PyJWKSet, issuer_url: str) -> dict[str, Any]:
 
 
 def test_lab_users_and_their_groups() -> None:
-    assert dict(LAB_USERS) == {"alice": ("devs",), "bob": ("viewers",), "mallory": ()}
+    assert dict(LAB_USERS) == {"alice": ("devs",), "bob": ("viewers",), "mallory": (), "carol": ("outsiders",)}
 
 
 def test_valid_token_claims(pki: Pki) -> None:
@@ -182,10 +182,10 @@ def test_groups_override_and_unknown_users(pki: Pki) -> None:
     url = "https://127.0.0.1:1"
     jwks = jwt.PyJWKSet.from_dict(jwks_document(pki.oidc_signing_key))
     assert verify(mint_token(pki.oidc_signing_key, url, user="mallory"), jwks, url)["groups"] == []
-    claims = verify(mint_token(pki.oidc_signing_key, url, user="carol", groups=["a", "b"]), jwks, url)
+    claims = verify(mint_token(pki.oidc_signing_key, url, user="zoe", groups=["a", "b"]), jwks, url)
     assert claims["groups"] == ["a", "b"]
     with pytest.raises(ConfigError, match="unknown lab user"):
-        mint_token(pki.oidc_signing_key, url, user="carol")
+        mint_token(pki.oidc_signing_key, url, user="zoe")
     with pytest.raises(ConfigError, match="lifetime"):
         mint_token(pki.oidc_signing_key, url, user="alice", lifetime_s=0)
 

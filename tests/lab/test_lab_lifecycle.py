@@ -12,9 +12,9 @@ from conformance.lab.supervisor import Supervisor, pid_alive
 from tests.conftest import RunningLab
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
-# The core (etcd, API server, controller-manager, scheduler, issuer, workload, kwok, kube-oidc-proxy) plus
-# the edge processes: the openunison target and every network path.
-PROCESSES = 8 + len(EDGE_NAMES)
+# The core (etcd, API server, controller-manager, scheduler, issuer, workload, kwok, kube-oidc-proxy, and the
+# openunison stand-in's token refresher) plus the edge processes: the openunison target and every network path.
+PROCESSES = 9 + len(EDGE_NAMES)
 
 
 def test_second_lab_up_twice_then_down_leaves_no_process(

@@ -22,7 +22,7 @@ from tests.conftest import RunningLab
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 MEMORY_BUDGET_KIB = 1024 * 1024  # 1 GiB for the whole lab with every path
-CORE_PROCESSES = 8
+CORE_PROCESSES = 9  # with openunison-token, the openunison stand-in's token refresher
 
 
 def _config() -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -64,25 +65,49 @@ def test_alb_strips_non_websocket_upgrades_and_takes_its_idle_timeout(tmp_path: 
     assert str(layout.pki.serving.alb.cert) in text
 
 
-def test_gateway_allows_only_websocket_upgrades_and_openunison_answers_spdy_500(tmp_path: Path) -> None:
+def test_gateway_allows_only_websocket_upgrades_and_openunison_takes_spdy_to_its_lua(tmp_path: Path) -> None:
     layout = _layout(tmp_path)
     gateway = yaml.safe_load(_rendered(layout, "gateway"))
     hcm = gateway["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     assert hcm["upgrade_configs"] == [{"upgrade_type": "websocket"}]
     ou = openunison.standin(layout, layout.pki.make_serving_cert("openunison"))
-    config = yaml.safe_load(openunison.render(ou)["envoy.yaml"])
+    rendered = openunison.render(ou)
+    config = yaml.safe_load(rendered["envoy.yaml"])
     hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    spdy_route = hcm["route_config"]["virtual_hosts"][0]["routes"][0]
-    assert spdy_route["direct_response"]["status"] == 500
-    assert spdy_route["direct_response"]["body"]["inline_string"] == openunison.SPDY_ERROR_BODY
+    # SPDY reaches the Lua step (which answers 500), instead of Envoy's own 403.
+    assert {"upgrade_type": "SPDY/3.1"} in hcm["upgrade_configs"]
+    assert hcm["stream_idle_timeout"] == "0s"
+    upgraded, plain = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    assert plain["route"]["idle_timeout"] == "10s" and "idle_timeout" not in upgraded["route"]
     assert [f["name"] for f in hcm["http_filters"]] == [
+        "openunison.defaults",
         "envoy.filters.http.jwt_authn",
-        "envoy.filters.http.lua",
+        "openunison.apiserver",
         "envoy.filters.http.router",
     ]
+    # No client certificate upstream: the credential is the ServiceAccount token.
     upstream_tls = config["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]
-    cert = upstream_tls["common_tls_context"]["tls_certificates"][0]["certificate_chain"]["filename"]
-    assert cert == str(layout.pki.clients.openunison.cert)
+    assert "tls_certificates" not in upstream_tls["common_tls_context"]
+    lua = rendered["openunison.lua"]
+    assert openunison.ERROR_PHRASE in lua and str(ou.token_file) in lua
+    assert "{{" not in lua and "{{" not in rendered["envoy.yaml"]
+
+
+def test_openunison_release_option_selects_the_spdy_answer(tmp_path: Path) -> None:
+    layout = _layout(tmp_path)
+    serving = layout.pki.make_serving_cert("openunison")
+    new = openunison.render(openunison.standin(layout, serving))["openunison.lua"]
+    old = openunison.render(openunison.standin(layout, serving, "1.0.43"))["openunison.lua"]
+    assert f"local SPDY_HTML = {json.dumps(openunison.ERROR_PAGE)}" in new
+    assert f"local SPDY_JSON = {json.dumps(openunison.ERROR_JSON)}" in new
+    assert f"local SPDY_HTML = {json.dumps(openunison.UNDERTOW_500)}" in old
+    assert f"local SPDY_JSON = {json.dumps(openunison.UNDERTOW_500)}" in old
+    assert openunison.release_from_env({}) == "1.0.50"
+    assert openunison.release_from_env({openunison.RELEASE_ENV: "1.0.43"}) == "1.0.43"
+    with pytest.raises(LabError, match="mirrors one of"):
+        openunison.release_from_env({openunison.RELEASE_ENV: "2.0"})
+    answers = {a["means"] for a in openunison.proxy_answers("1.0.43")}
+    assert answers == {"unauthorized", "forbidden", "upgrade-refused"}
 
 
 def test_ingress_passes_every_upgrade_with_ingress_nginx_defaults(tmp_path: Path) -> None:
@@ -152,7 +177,17 @@ def test_harness_config_marks_dead_processes_unavailable(tmp_path: Path) -> None
     assert config["targets"]["jetstack"]["via"]["alb"]["available"] is True
     assert config["targets"]["jetstack"]["via"]["gateway"]["available"] is False
     assert config["targets"]["openunison"]["via"]["alb"]["available"] is False
-    assert config["targets"]["openunison"]["impersonating_proxy"]["user"] == "openunison-proxy"
+    ou = config["targets"]["openunison"]
+    assert ou["impersonating_proxy"]["user"] == "system:serviceaccount:openunison:openunison-orchestra"
+    assert ou["impersonating_proxy"]["groups"][-1] == "system:authenticated"
+    assert ou["mirrors"] == "OpenUnison 1.0.50"
+    assert ou["proxy_audit"] == {
+        "type": "file",
+        "path": str(tmp_path / "targets" / "openunison" / "access.log"),
+        "format": "openunison-access-log",
+    }
+    challenge = 'WWW-Authenticate: Bearer realm="kubernetes",scope="auth"'
+    assert {"status": 401, "header": challenge, "means": "unauthorized"} in ou["proxy_answers"]
 
 
 def test_template_placeholders_must_all_be_filled(tmp_path: Path) -> None:
