@@ -14,7 +14,8 @@ from typing import Any
 
 REDACTED = "<redacted>"
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
-_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+")
+# A bearer credential, but not a WWW-Authenticate challenge (`Bearer realm="..."`), which is evidence.
+_BEARER = re.compile(r"(?i)(bearer\s+)(?!(realm|scope|error|error_description)=)[^\s\"',;]+")
 _WS_BEARER = re.compile(r"(base64url\.bearer\.authorization\.k8s\.io\.)[A-Za-z0-9_-]+")
 _PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-auth-token"})

@@ -33,3 +33,11 @@ def test_headers_and_nested_objects() -> None:
     out = redact_obj(doc)
     assert JWT not in str(out)
     assert out["authorization"] == REDACTED
+
+
+def test_a_www_authenticate_challenge_is_evidence_not_a_secret() -> None:
+    from conformance.redact import redact
+
+    assert redact('Bearer realm="kubernetes",scope="auth"') == 'Bearer realm="kubernetes",scope="auth"'
+    assert redact("Authorization: Bearer abcdefgh12345") == "Authorization: Bearer <redacted>"
+    assert redact("Bearer realmish-token-value") == "Bearer <redacted>"
