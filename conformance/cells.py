@@ -18,15 +18,17 @@ from typing import Any
 
 from conformance.adapters.base import ClientAdapter, Session
 from conformance.adapters.raw import RAW
+from conformance.budgets import Budgets
 from conformance.config import HarnessConfig
 from conformance.expectations import Expectations, judge
 from conformance.identity import AuditTail, identity_from_audit_event, identity_mismatch, self_subject_review
 from conformance.model import CellKey, CellResult, ErrorClass, Evidence, Identity, Observation, Outcome
 from conformance.redact import redact
-from probes.common import ProbeContext
+from probes.common import DEFAULT_PAYLOAD_MIB, ProbeContext
 from probes.cp import probe_cp_download, probe_cp_upload
-from probes.exec import probe_exec, probe_exec_stdin
+from probes.exec import probe_exec, probe_exec_idle, probe_exec_stdin
 from probes.follow import probe_attach, probe_logs_follow
+from probes.idle import DEFAULT_IDLE_S, idle_silence
 from probes.plain import probe_tls, probe_watch, probe_whoami
 from probes.port_forward import (
     probe_port_forward,
@@ -39,6 +41,7 @@ Probe = Callable[[ProbeContext], Awaitable[Observation]]
 OPERATIONS: dict[str, Probe] = {
     "exec": probe_exec,
     "exec-stdin": probe_exec_stdin,
+    "exec-idle": probe_exec_idle,
     "attach": probe_attach,
     "cp-upload": probe_cp_upload,
     "cp-download": probe_cp_download,
@@ -55,6 +58,7 @@ OPERATIONS: dict[str, Probe] = {
 SUBRESOURCE: dict[str, str | None] = {
     "exec": "exec",
     "exec-stdin": "exec",
+    "exec-idle": "exec",
     "cp-upload": "exec",
     "cp-download": "exec",
     "attach": "attach",
@@ -67,9 +71,8 @@ SUBRESOURCE: dict[str, str | None] = {
     "whoami": None,
 }
 ELEVATED_GROUP = "system:masters"
-# Idle probes wait out a path's idle timeout; paths with a longer one (NLB 350 s, squid 900 s) are not
-# idled in a run (a cell per path would take minutes), and the matrix lists no such cell.
-IDLE_CAP_S = 90.0
+# Every path gets idle cells (probes.idle: the declared timeout + a margin, or the default silence).
+IDLE_OPERATIONS = ("port-forward-idle", "exec-idle")
 AUDIT_WAIT_WORKED_S = 5.0
 AUDIT_WAIT_FAILED_S = 1.0
 
@@ -101,16 +104,17 @@ def enumerate_cells(
     protocols: set[str] | None,
     operations: Iterable[str],
     user: str,
+    idle: bool = True,
 ) -> list[Cell]:
-    """Every cell of the selection, in a stable order (targets, paths, operations, clients, protocols)."""
+    """Every cell of the selection, in a stable order (targets, paths, operations, clients, protocols).
+    `idle=False` (--no-idle) leaves out the idle cells."""
     cells = []
     for target in targets:
         for path in paths:
             if path not in config.targets[target].endpoints:
                 continue
-            idle = config.paths[path].idle_timeout_s if path in config.paths else None
             for op in operations:
-                if op == "port-forward-idle" and not (idle and idle <= IDLE_CAP_S):
+                if op in IDLE_OPERATIONS and not idle:
                     continue
                 for client_name, client in clients.items():
                     for protocol in client.protocols(op):
@@ -128,11 +132,18 @@ class CellRunner:
         clients: dict[str, ClientAdapter],
         expectations: Expectations,
         probe_timeout_s: float,
+        *,
+        payload_bytes: int = DEFAULT_PAYLOAD_MIB * 1024 * 1024,
+        idle_s: float = DEFAULT_IDLE_S,
+        budgets: Budgets | None = None,
     ) -> None:
         self.config = config
         self.clients = clients
         self.expectations = expectations
         self.probe_timeout_s = probe_timeout_s
+        self.payload_bytes = payload_bytes
+        self.idle_s = idle_s  # the default silence (--idle-s); a path's declared timeout decides first
+        self.budgets = budgets if budgets is not None else Budgets.parse(config.raw.get("budgets"))
         self.audit = AuditTail(config.audit_log) if config.audit_log else None
 
     def run(self, cell: Cell) -> CellResult:
@@ -187,10 +198,12 @@ class CellRunner:
             workload=self.config.workload,
             protocol=cell.key.protocol,
             marker=marker,
+            payload_bytes=self.payload_bytes,
             idle_timeout_s=path.idle_timeout_s if path else None,
+            idle_s=idle_silence(path.idle_timeout_s if path else None, self.idle_s),
         )
         try:
-            idle = (ctx.idle_timeout_s or 0) if cell.key.operation == "port-forward-idle" else 0
+            idle = ctx.idle_s if cell.key.operation in IDLE_OPERATIONS else 0
             budget = self.probe_timeout_s + 5 + idle
             async with asyncio.timeout(budget):
                 observation = await probe_for(cell.key.operation)(ctx)
@@ -203,7 +216,18 @@ class CellRunner:
         observation.evidence.protocol_requested = cell.key.protocol
         if cell.key.operation != "tls":
             await self._identity(cell, observation, marker, session)
+        self._judge_budget(cell, observation)
         return observation
+
+    def _judge_budget(self, cell: Cell, observation: Observation) -> None:
+        """A worked cell beyond a `budgets:` limit of the config is too-slow (measured value and budget)."""
+        if observation.error_class is not ErrorClass.NONE or observation.skipped:
+            return
+        over = self.budgets.exceeded(cell.key.operation, observation.evidence.timings)
+        if over:
+            observation.error_class = ErrorClass.TOO_SLOW
+            observation.message = f"worked, but too slow: {over}"
+            observation.evidence.error = observation.message
 
     async def _identity(self, cell: Cell, observation: Observation, marker: str, session: Session) -> None:
         """Attach the identity the API server applied; a wrong one turns a worked cell into wrong-identity."""

@@ -40,6 +40,7 @@ class Option:
     env: str
     help: str
     default: str | None = None
+    flag: bool = False  # a switch without a value (--no-idle); env/ini: 1/true/yes/on
 
 
 OPTIONS = (
@@ -72,6 +73,19 @@ OPTIONS = (
         "network; under pytest-xdist each worker runs one at a time)",
         "8",
     ),
+    Option(
+        "payload-mib",
+        "CONFORMANCE_PAYLOAD_MIB",
+        "MiB moved by cp (each way) and port-forward (one connection; the concurrent case moves as much again)",
+        "16",
+    ),
+    Option(
+        "idle-s",
+        "CONFORMANCE_IDLE_S",
+        "seconds an idle cell stays silent where the path declares no idle timeout (declared: timeout + 5 s)",
+        "65",
+    ),
+    Option("no-idle", "CONFORMANCE_NO_IDLE", "leave out the idle cells (port-forward-idle, exec-idle)", flag=True),
     Option("results", "CONFORMANCE_RESULTS", "write the results JSON here"),
     Option("baseline", "CONFORMANCE_BASELINE", "compare against this earlier results file and print the diff"),
 )
@@ -101,11 +115,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "streaming conformance (exec, cp, attach, port-forward)")
     for opt in OPTIONS:
         dest = "conformance_" + opt.name.replace("-", "_")
+        extra: dict[str, Any] = {"action": "store_const", "const": "1"} if opt.flag else {}
         group.addoption(
             f"--{opt.name}",
             dest=dest,
             default=None,
             help=f"{opt.help} [env {opt.env}; ini {dest}; default {opt.default!r}]",
+            **extra,
         )
         parser.addini(dest, help=opt.help, default=None)
 
@@ -124,7 +140,13 @@ def pytest_configure(config: pytest.Config) -> None:
                 break
         else:
             values[opt.name], sources[opt.name] = None, "unset"
-    for name, kind in (("probe-timeout", float), ("concurrency", int)):
+    for opt in OPTIONS:
+        if opt.flag and values.get(opt.name) is not None:
+            raw_flag = str(values[opt.name]).strip().lower()
+            if raw_flag not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise pytest.UsageError(f"{opt.name} from {sources[opt.name]} must be 1/true/yes/on or 0/false/no/off")
+            values[opt.name] = "1" if raw_flag in ("1", "true", "yes", "on") else None
+    for name, kind in (("probe-timeout", float), ("concurrency", int), ("payload-mib", float), ("idle-s", float)):
         raw = values.get(name) or "1"
         try:
             if kind(raw) <= 0:

@@ -19,6 +19,8 @@ from conformance.config import HarnessConfig, load_config, parse_config
 from conformance.errors import ConfigError, ConformanceError
 from conformance.expectations import Expectations
 from conformance.model import CellResult
+from probes.common import DEFAULT_PAYLOAD_MIB
+from probes.idle import DEFAULT_IDLE_S
 
 if TYPE_CHECKING:
     from conformance.plugin import Settings
@@ -36,7 +38,14 @@ class SuiteSession:
         self.clients = clients
         self.expectations = expectations
         self.settings = settings
-        self.runner = CellRunner(config, clients, expectations, float(settings.get("probe-timeout") or 30))
+        self.runner = CellRunner(
+            config,
+            clients,
+            expectations,
+            float(settings.get("probe-timeout") or 30),
+            payload_bytes=int(float(settings.get("payload-mib") or DEFAULT_PAYLOAD_MIB) * 1024 * 1024),
+            idle_s=float(settings.get("idle-s") or DEFAULT_IDLE_S),
+        )
         self.prefetcher: Prefetcher | None = None
         self.workload: WorkloadManager | None = None  # set in the one process that owns the workload
         versions = (config.raw.get("lab") or {}).get("versions") or {}
@@ -87,6 +96,7 @@ class SuiteSession:
             protocols=set(protocols) if protocols else None,
             operations=ops,
             user=self.user(),
+            idle=not self.settings.get("no-idle"),
         )
 
     def security_cells(self) -> list[Any]:

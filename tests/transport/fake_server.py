@@ -8,8 +8,10 @@ for it before counting file descriptors.
 
 Commands (the ``command`` query): ``echo WORDS...``, ``exit N``, ``cat`` (echo stdin until EOF).
 Faults (``FakeServer.fault``) apply after the upgrade unless noted: ``stall``, ``reset`` (some output,
-then a TCP RST), ``garbage``, ``huge-frame``, ``unknown-stream``, ``no-exit-status``, and ``refuse``
-(answers the upgrade itself with ``refuse_status``/``refuse_headers``/``refuse_body``).
+then a TCP RST), ``garbage``, ``huge-frame``, ``unknown-stream``, ``no-exit-status``, ``refuse``
+(answers the upgrade itself with ``refuse_status``/``refuse_headers``/``refuse_body``), and on exec stdout
+and port-forward echoes ``truncate-after`` (``after`` good bytes, then a clean end: FIN, or exit Success
+and a close) and ``corrupt-after`` (one byte flipped at offset ``after``). ``pattern N`` writes N bytes.
 """
 
 from __future__ import annotations
@@ -51,6 +53,29 @@ class Fault:
     refuse_reason: str = "Forbidden"
     refuse_headers: list[tuple[str, str]] = field(default_factory=list)
     refuse_body: bytes = b""
+    after: int = 0  # truncate-after / corrupt-after: how many good bytes of each stream pass first
+
+
+class _Mangler:
+    """One stream's bytes through the truncate-after / corrupt-after faults: N good bytes, then a clean end
+    (truncate) or one flipped byte (corrupt)."""
+
+    def __init__(self, fault: Fault) -> None:
+        self.fault = fault
+        self.passed = 0
+        self.ended = False
+
+    def __call__(self, data: bytes) -> bytes:
+        mode, after = self.fault.mode, self.fault.after
+        start, self.passed = self.passed, self.passed + len(data)
+        if mode == "truncate-after":
+            keep = max(0, after - start)
+            self.ended = self.ended or len(data) >= keep
+            return data[:keep]
+        if mode == "corrupt-after" and start <= after < start + len(data):
+            i = after - start
+            return data[:i] + bytes([data[i] ^ 0x5A]) + data[i + 1 :]
+        return data
 
 
 class FakeServer:
@@ -218,7 +243,7 @@ class FakeServer:
         elif mode == "unknown-stream":
             writer.write(struct.pack(">II", 99, 5) + b"hello")  # an odd id the client never opened
         else:
-            writer.write(spdy.send_data(out_id, out, fin=True))
+            writer.write(spdy.send_data(out_id, _Mangler(self.fault)(out), fin=True))
             if mode != "no-exit-status":
                 status = encode_status_success() if code == 0 else encode_status_exit_code(code, f"exit status {code}")
                 writer.write(spdy.send_data(err_id, status))
@@ -232,14 +257,14 @@ class FakeServer:
 
     async def _spdy_port_forward(self, spdy: SpdyConnection, reader: asyncio.StreamReader,
                                  writer: asyncio.StreamWriter) -> None:
-        data_streams: set[int] = set()
+        data_streams: dict[int, _Mangler] = {}
         while data := await reader.read(65536):
             spdy.receive_data(data)
             for event in spdy.events():
                 if isinstance(event, SynStream):
                     writer.write(spdy.send(event.response()))
                     if header_value(event.headers, "streamtype") == "data":
-                        data_streams.add(event.stream_id)
+                        data_streams[event.stream_id] = _Mangler(self.fault)
                         if self.fault.mode == "unknown-stream":
                             writer.write(struct.pack(">II", 97, 1) + b"x")
                 elif isinstance(event, Ping | StreamError):
@@ -247,8 +272,16 @@ class FakeServer:
                 elif isinstance(event, Data) and event.stream_id in data_streams:
                     if self.fault.mode == "stall":
                         continue
+                    mangle = data_streams[event.stream_id]
+                    if mangle.ended:
+                        continue
                     if event.data:
-                        writer.write(spdy.send_data(event.stream_id, event.data))
+                        echoed = mangle(event.data)
+                        if echoed:
+                            writer.write(spdy.send_data(event.stream_id, echoed))
+                        if mangle.ended:
+                            writer.write(spdy.send_fin(event.stream_id))
+                            continue
                     if event.fin:
                         writer.write(spdy.send_fin(event.stream_id))
             await writer.drain()
@@ -322,7 +355,7 @@ class FakeServer:
             writer.write(send(9, b"nobody listens on channel 9") + send(1, out))
             writer.write(send(3, encode_status_success()))
         else:
-            writer.write(send(1, out))
+            writer.write(send(1, _Mangler(self.fault)(out)))
             if mode != "no-exit-status" and codec.subprotocol.startswith(("v4", "v5")):
                 status = encode_status_success() if code == 0 else encode_status_exit_code(code, f"exit status {code}")
                 writer.write(send(3, status))
@@ -347,17 +380,28 @@ class FakeServer:
             assert isinstance(message, bytes)
             ws.send_binary(message)
         writer.write(b"".join(ws.data_to_send()))
+        manglers: dict[int, _Mangler] = {}
         while data := await reader.read(65536):
             ws.receive_data(data)
             for frame in ws.events_received():
                 if isinstance(frame, Frame) and frame.opcode is Opcode.BINARY:
                     event = codec.decode(bytes(frame.data))
                     if event is not None and event.data and self.fault.mode != "stall":
-                        message = codec.encode_data(event.port_index, event.data)
-                        assert isinstance(message, bytes)
-                        ws.send_binary(message)
+                        mangle = manglers.setdefault(event.port_index, _Mangler(self.fault))
+                        if mangle.ended:
+                            continue
+                        echoed = mangle(event.data)
+                        if echoed:
+                            message = codec.encode_data(event.port_index, echoed)
+                            assert isinstance(message, bytes)
+                            ws.send_binary(message)
+                        if mangle.ended and ws.close_sent is None:  # a clean end: close the session
+                            ws.send_close(1000)
             writer.write(b"".join(ws.data_to_send()))
             await writer.drain()
+            if ws.close_sent is not None and ws.close_rcvd is not None:
+                writer.close()  # the close handshake is done: the server ends TCP (RFC 6455 7.1.1)
+                return
 
 
 def _run(command: list[str], stdin: bytes) -> tuple[bytes, int]:
@@ -367,6 +411,8 @@ def _run(command: list[str], stdin: bytes) -> tuple[bytes, int]:
         return b"", int(command[1])
     if command[:1] == ["cat"]:
         return stdin, 0
+    if command[:1] == ["pattern"]:
+        return bytes(i % 251 for i in range(int(command[1]))), 0
     return b"", 127
 
 
