@@ -258,7 +258,8 @@ class KubectlAdapter:
                 await asyncio.wait_for(proc.wait(), seconds)
                 ended_early = True
             except TimeoutError:
-                proc.terminate()
+                with contextlib.suppress(ProcessLookupError):  # it may have ended just now
+                    proc.terminate()
                 try:
                     await asyncio.wait_for(proc.wait(), 10)
                 except TimeoutError:
@@ -313,7 +314,8 @@ class KubectlAdapter:
                 error = f"local connection failed: {exc}"
             finally:
                 if proc.returncode is None:
-                    proc.terminate()
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.terminate()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(proc.wait(), 10)
                 if proc.returncode is None:

@@ -20,6 +20,7 @@ import kubernetes
 from kubernetes import client as k8s
 from kubernetes.stream import portforward, stream
 from kubernetes.stream.ws_client import V5_CHANNEL_PROTOCOL
+from websocket import WebSocketConnectionClosedException
 
 from conformance.adapters.base import OpResult, Session
 from conformance.classify import classify_text
@@ -28,6 +29,7 @@ from conformance.redact import redact
 
 PROTOCOL = "ws-v4"
 READ_CHUNK = 65536
+STDIN_CHUNK = 32 * 1024
 
 
 def _api(s: Session) -> Any:
@@ -104,11 +106,20 @@ class PythonClientAdapter:
         evidence.protocol_negotiated = subprotocol or PROTOCOL
         stdin_closed: bool | None = None
         if stdin is not None:
-            resp.write_stdin(stdin)
+            try:
+                for i in range(0, len(stdin), STDIN_CHUNK):  # in pieces, as client-go and `kubectl cp` write
+                    resp.write_stdin(stdin[i : i + STDIN_CHUNK])
+            except (WebSocketConnectionClosedException, OSError) as exc:
+                # The command may end before it has read everything (cp-upload's `head -c`): what it did
+                # read, and its exit status, are still to be read.
+                evidence.notes.append(f"stdin stopped after the server closed it: {exc}")
             if subprotocol == V5_CHANNEL_PROTOCOL:
-                resp.close_channel(0)  # v5's CLOSE signal: a real half-close of stdin
-                stdin_closed = True
-                evidence.notes.append("stdin half-closed (v5 CLOSE signal)")
+                try:
+                    resp.close_channel(0)  # v5's CLOSE signal: a real half-close of stdin
+                    stdin_closed = True
+                    evidence.notes.append("stdin half-closed (v5 CLOSE signal)")
+                except (WebSocketConnectionClosedException, OSError) as exc:
+                    evidence.notes.append(f"stdin could not be half-closed, the server had closed it: {exc}")
             elif needs_eof:
                 # v4 has no half-close: the command would wait for end of input forever. Say so; never
                 # pretend (the probe turns this into a skip with the reason).
