@@ -201,6 +201,7 @@ class CellRunner:
             payload_bytes=self.payload_bytes,
             idle_timeout_s=path.idle_timeout_s if path else None,
             idle_s=idle_silence(path.idle_timeout_s if path else None, self.idle_s),
+            workload_ticks=self.config.source == "local-lab",
         )
         try:
             idle = ctx.idle_s if cell.key.operation in IDLE_OPERATIONS else 0

@@ -22,6 +22,7 @@ class ProbeContext:
     payload_bytes: int = DEFAULT_PAYLOAD_MIB * 1024 * 1024  # cp both ways, port-forward (--payload-mib)
     idle_timeout_s: float | None = None  # the path's declared idle timeout
     idle_s: float = DEFAULT_IDLE_S  # how long idle cells stay silent on this path (probes.idle.idle_silence)
+    workload_ticks: bool = False  # the workload is the lab's, whose main process writes `tick N` lines
 
     @property
     def pod(self) -> str:

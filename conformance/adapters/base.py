@@ -87,4 +87,10 @@ class ClientAdapter(Protocol):
 
     async def attach(self, s: Session, pod: str, container: str, *, protocol: str, seconds: float) -> OpResult: ...
 
-    async def logs_follow(self, s: Session, pod: str, container: str, *, seconds: float) -> OpResult: ...
+    async def logs_follow(
+        self, s: Session, pod: str, container: str, *, seconds: float, timestamps: bool = False,
+        tail_lines: int | None = None,
+    ) -> OpResult:
+        """Follow the log for `seconds`; `timestamps`: each line starts with its RFC 3339 time; `tail_lines`:
+        at most that many lines of history."""
+        ...

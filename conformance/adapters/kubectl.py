@@ -228,12 +228,13 @@ class KubectlAdapter:
         )
         return result
 
-    async def logs_follow(self, s: Session, pod: str, container: str, *, seconds: float) -> OpResult:
-        return (
-            await self._run_for(
-                s, ["-n", s.namespace, "logs", "-f", pod, "-c", container], "http", seconds, self.marker()
-            )
-        )[0]
+    async def logs_follow(
+        self, s: Session, pod: str, container: str, *, seconds: float, timestamps: bool = False,
+        tail_lines: int | None = None,
+    ) -> OpResult:
+        args = ["-n", s.namespace, "logs", "-f", pod, "-c", container, *(["--timestamps"] if timestamps else []),
+                *([f"--tail={tail_lines}"] if tail_lines is not None else [])]
+        return (await self._run_for(s, args, "http", seconds, self.marker()))[0]
 
     async def _run_for(
         self, s: Session, args: list[str], protocol: str, seconds: float, marker: str

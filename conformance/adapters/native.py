@@ -335,9 +335,13 @@ class NativeAdapter:
             return got
         return OpResult(ErrorClass.NONE, got.evidence, stdout=got.stdout, stderr=got.stderr)
 
-    async def logs_follow(self, s: Session, pod: str, container: str, *, seconds: float) -> OpResult:
+    async def logs_follow(
+        self, s: Session, pod: str, container: str, *, seconds: float, timestamps: bool = False,
+        tail_lines: int | None = None,
+    ) -> OpResult:
         got = await self._call(
-            logs_follow(self._endpoint(s), s.namespace, pod, container, max_bytes=1 << 20, max_duration=seconds)
+            logs_follow(self._endpoint(s), s.namespace, pod, container, max_bytes=1 << 20, max_duration=seconds,
+                        timestamps=timestamps, tail_lines=tail_lines)
         )
         if isinstance(got, OpResult):
             return got

@@ -231,7 +231,10 @@ class PythonClientAdapter:
 
         return await self._in_thread(s, run)
 
-    async def logs_follow(self, s: Session, pod: str, container: str, *, seconds: float) -> OpResult:
+    async def logs_follow(
+        self, s: Session, pod: str, container: str, *, seconds: float, timestamps: bool = False,
+        tail_lines: int | None = None,
+    ) -> OpResult:
         return OpResult(ErrorClass.HARNESS, Evidence(), "logs are a plain request: probed by the harness itself")
 
     async def port_forward(self, s: Session, pod: str, port: int, payloads: list[bytes], *, protocol: str) -> OpResult:
