@@ -59,6 +59,8 @@ async def echo_transfer(conn: ForwardedConnection, size: int, *, seed: int = 0,
             chunk = await conn.read()
             if not chunk:
                 break
+            if received == 0 and callable(on_first_byte):
+                on_first_byte()
             received_hash.update(chunk)
             if first_difference is None:
                 at = expected.first_difference(chunk)
@@ -108,12 +110,17 @@ async def port_forward_echo(endpoint: Endpoint, namespace: str, pod: str, port: 
     session = await open_port_forward(endpoint, namespace, pod, protocol=protocol, deadline=deadline)
     evidence = session.evidence
     started = time.monotonic()
+
+    def first_byte() -> None:
+        if evidence.timings.first_byte_s is None:
+            evidence.timings.first_byte_s = deadline.elapsed()
+
     try:
         try:
             async with asyncio.timeout(deadline.remaining()):
                 async def one(index: int) -> ConnectionTransfer:
                     conn = await session.connect(port)
-                    return await echo_transfer(conn, size, seed=index)
+                    return await echo_transfer(conn, size, seed=index, on_first_byte=first_byte)
 
                 transfers = await asyncio.gather(*(one(i) for i in range(connections)))
         except TimeoutError as exc:
