@@ -11,7 +11,8 @@ Faults (``FakeServer.fault``) apply after the upgrade unless noted: ``stall``, `
 then a TCP RST), ``garbage``, ``huge-frame``, ``unknown-stream``, ``no-exit-status``, ``refuse``
 (answers the upgrade itself with ``refuse_status``/``refuse_headers``/``refuse_body``), and on exec stdout
 and port-forward echoes ``truncate-after`` (``after`` good bytes, then a clean end: FIN, or exit Success
-and a close) and ``corrupt-after`` (one byte flipped at offset ``after``). ``pattern N`` writes N bytes.
+and a close) and ``corrupt-after`` (one byte flipped at offset ``after``); ``swallow-eof``: the client's end
+of stdin never reaches ``cat``, which never exits. ``pattern N`` writes N bytes.
 """
 
 from __future__ import annotations
@@ -223,17 +224,17 @@ class FakeServer:
                     writer.write(spdy.send(event.response()))
                 elif isinstance(event, Data) and event.stream_id == streams.get("stdin"):
                     stdin += event.data
-                    stdin_done = stdin_done or event.fin
+                    stdin_done = stdin_done or (event.fin and self.fault.mode != "swallow-eof")
                 elif isinstance(event, RstStream) and event.stream_id == streams.get("stdin"):
                     stdin_done = True
                 elif isinstance(event, ConnectionClosed):
                     return
             if not data:
                 return
-            if wanted <= streams.keys() and (stdin_done or query.get("command", [""])[0] != "cat"):
+            if wanted <= streams.keys() and (stdin_done or _command(query)[:1] != ["cat"]):
                 break
         await writer.drain()
-        out, code = _run(query.get("command", []), bytes(stdin))
+        out, code = _run(_command(query), bytes(stdin))
         out_id, err_id = streams["stdout"], streams["error"]
         mode = self.fault.mode
         if await self._after_upgrade_fault(reader, writer, spdy.send_data(out_id, out[:100] or b"partial")):
@@ -318,7 +319,7 @@ class FakeServer:
     async def _ws_exec(self, ws: ServerProtocol, subprotocol: str, query: dict[str, list[str]],
                        reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         codec = ChannelCodec(subprotocol, role=Role.SERVER)
-        command = query.get("command", [])
+        command = _command(query)
         stdin = bytearray()
         if command[:1] == ["cat"]:
             while True:
@@ -333,7 +334,7 @@ class FakeServer:
                         if isinstance(event, ChannelData) and event.channel == 0:
                             stdin += event.data
                         elif event is not None and not isinstance(event, ChannelData):
-                            done = True  # v5 CLOSE for stdin
+                            done = self.fault.mode != "swallow-eof"  # v5 CLOSE for stdin
                 if done:
                     break
         out, code = _run(command, bytes(stdin))
@@ -402,6 +403,14 @@ class FakeServer:
             if ws.close_sent is not None and ws.close_rcvd is not None:
                 writer.close()  # the close handshake is done: the server ends TCP (RFC 6455 7.1.1)
                 return
+
+
+def _command(query: dict[str, list[str]]) -> list[str]:
+    """The command, with the probes' `sh -c "cat # marker"` read as `cat`."""
+    command = query.get("command", [])
+    if command[:2] == ["sh", "-c"] and len(command) > 2 and command[2].split("#")[0].strip() == "cat":
+        return ["cat"]
+    return command
 
 
 def _run(command: list[str], stdin: bytes) -> tuple[bytes, int]:

@@ -71,3 +71,29 @@ def test_exec_stdout_cut_or_corrupted_differs(server: FakeServer, endpoint: Endp
         assert cls is ErrorClass.TRUNCATED and f"{n} of {SIZE} bytes" in message
     else:
         assert cls is ErrorClass.DATA_MISMATCH and f"offset {n}" in message
+
+
+@pytest.mark.parametrize("protocol", ["spdy", "ws-v5"])
+@pytest.mark.parametrize(("mode", "expected"), [("ok", ErrorClass.NONE), ("swallow-eof", ErrorClass.EOF_LOST)])
+def test_a_half_close_that_never_arrives_is_eof_lost(server: FakeServer, endpoint: Endpoint, protocol: str,
+                                                     mode: str, expected: ErrorClass) -> None:
+    """The native client half-closes stdin; the server swallows it and `cat` never exits: `eof-lost`, not a
+    plain timeout (probes.exec)."""
+    import asyncio
+
+    from conformance.adapters.base import Session
+    from conformance.adapters.native import NativeAdapter
+    from conformance.config import Endpoint as ConfigEndpoint
+    from conformance.config import Workload
+    from probes.common import ProbeContext
+    from probes.exec import probe_exec_stdin
+
+    server.fault = Fault(mode=mode)
+    ep = ConfigEndpoint(server=endpoint.server, ca_file=endpoint.ca_file)
+    session = Session(endpoint=ep, token="t", namespace="ns", user_agent="test", timeout_s=3)
+    ctx = ProbeContext(client=NativeAdapter(), session=session,
+                       workload=Workload(namespace="ns", pods=("pod",), container="c", port=8080),
+                       protocol=protocol, marker="m")
+    obs = asyncio.run(probe_exec_stdin(ctx))
+    assert obs.error_class is expected, obs.message
+    assert "half-close" in obs.message
