@@ -192,6 +192,8 @@ class CellRunner:
             bad_token=lambda kind: self.config.bad_token(cell.user, kind),
         )
         path = self.config.paths.get(cell.key.path)
+        # The shorter of what the path and the target itself declare for a silent session.
+        declared = [t for t in (path.idle_timeout_s if path else None, target.idle_timeout_s) if t]
         ctx = ProbeContext(
             client=client,
             session=session,
@@ -199,8 +201,8 @@ class CellRunner:
             protocol=cell.key.protocol,
             marker=marker,
             payload_bytes=self.payload_bytes,
-            idle_timeout_s=path.idle_timeout_s if path else None,
-            idle_s=idle_silence(path.idle_timeout_s if path else None, self.idle_s),
+            idle_timeout_s=min(declared) if declared else None,
+            idle_s=idle_silence(min(declared) if declared else None, self.idle_s),
             workload_ticks=self.config.source == "local-lab",
         )
         try:

@@ -38,6 +38,7 @@ class Target:
     impersonating_proxy: dict[str, Any] | None = None  # the identity the API server sees for proxied requests
     standin: bool = False
     client_impersonation: str = "refuse"  # what it does with client Impersonate-*: "refuse" or "authorize"
+    idle_timeout_s: float | None = None  # the target itself cuts sessions silent this long (idle cells)
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,7 @@ def parse_config(data: Any, path: Path) -> HarnessConfig:
             impersonating_proxy=t.get("impersonating_proxy"),
             standin=bool(t.get("standin")),
             client_impersonation=t.get("client_impersonation", "refuse"),
+            idle_timeout_s=_idle_timeout(t, where, path),
         )
     paths = {"none": Path_("none", "straight to the target", "none")}
     for name, p in (data.get("paths") or {}).items():
@@ -263,3 +265,12 @@ def resolve_credential(path: Path, user: str, cred: dict[str, Any]) -> str:
             raise ConfigError(f"{path}: users.{user}.credential: environment variable {cred.get('name')!r} is empty")
         return value
     raise ConfigError(f"{path}: users.{user}.credential.type must be lab-oidc, token-file or env, got {kind!r}")
+
+
+def _idle_timeout(data: dict[str, Any], where: str, path: Path) -> float | None:
+    value = data.get("idle_timeout_s")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{path}: {where}.idle_timeout_s must be a positive number of seconds, got {value!r}")
+    return float(value)

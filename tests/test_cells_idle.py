@@ -90,3 +90,18 @@ def test_prefetch_starts_idle_cells_first_outside_the_concurrency_bound() -> Non
         for cell in cells:
             prefetch.result(cell)
         prefetch.close()
+
+
+def test_a_target_can_declare_an_idle_timeout_and_bad_values_are_config_errors() -> None:
+    import copy
+
+    import pytest
+
+    from conformance.errors import ConfigError
+
+    data = copy.deepcopy(DATA)
+    data["targets"]["direct"]["idle_timeout_s"] = 30
+    assert parse_config(data, Path("/etc/h.yaml")).targets["direct"].idle_timeout_s == 30
+    data["targets"]["direct"]["idle_timeout_s"] = "soon"
+    with pytest.raises(ConfigError, match=r"targets.direct.idle_timeout_s must be a positive number"):
+        parse_config(data, Path("/etc/h.yaml"))
