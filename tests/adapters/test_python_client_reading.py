@@ -132,3 +132,67 @@ def test_a_tar_stream_corrupted_in_the_content_differs(n: int) -> None:
 
 def test_the_whole_stream_untars() -> None:
     assert untar_one(ARCHIVE, "down.bin") == (None, FILE)
+
+
+class ScriptedExec(FakeWSClient):
+    """A WSClient for exec: records stdin and the v5 half-close; `cat` answers only after end of input."""
+
+    def __init__(self, subprotocol: str, exits_on_eof: bool = True) -> None:
+        super().__init__([])
+        self.subprotocol = subprotocol
+        self.sock = type("Sock", (), {"subprotocol": subprotocol, "connected": True})()
+        self.stdin = b""
+        self.half_closed = False
+        self.exits_on_eof = exits_on_eof
+        self.returncode = 0
+
+    def write_stdin(self, data: bytes) -> None:
+        self.stdin += data
+
+    def close_channel(self, channel: int) -> None:
+        assert self.subprotocol == "v5.channel.k8s.io" and channel == 0
+        self.half_closed = True
+        if self.exits_on_eof:
+            self.batches = [[(1, self.stdin), "close"]]
+
+    def close(self) -> None:
+        self.open = False
+
+
+def _run_probe(monkeypatch: object, resp: ScriptedExec) -> object:
+    import asyncio
+
+    import conformance.adapters.python_client as pc
+    from conformance.adapters.base import Session
+    from conformance.config import Endpoint, Workload
+    from probes.common import ProbeContext
+    from probes.exec import probe_exec_stdin
+
+    monkeypatch.setattr(pc, "_api", lambda s: type("Api", (), {"connect_get_namespaced_pod_exec": None})())  # type: ignore[attr-defined]
+    monkeypatch.setattr(pc, "stream", lambda *a, **k: resp)  # type: ignore[attr-defined]
+    session = Session(endpoint=Endpoint(server="https://127.0.0.1:1"), token="t", namespace="ns", user_agent="u",
+                      timeout_s=3)
+    ctx = ProbeContext(client=pc.PythonClientAdapter(), session=session,
+                       workload=Workload(namespace="ns", pods=("p",), container="c", port=8080), protocol="ws-v4",
+                       marker="m")
+    return asyncio.run(probe_exec_stdin(ctx))
+
+
+def test_python_exec_stdin_on_v5_really_half_closes(monkeypatch: object) -> None:
+    resp = ScriptedExec("v5.channel.k8s.io")
+    obs = _run_probe(monkeypatch, resp)
+    assert resp.half_closed and obs.error_class is ErrorClass.NONE and not obs.skipped  # type: ignore[attr-defined]
+    assert "stdin half-closed (v5 CLOSE signal)" in obs.evidence.notes  # type: ignore[attr-defined]
+
+
+def test_python_exec_stdin_on_v4_is_a_declared_skip_never_a_pass(monkeypatch: object) -> None:
+    resp = ScriptedExec("v4.channel.k8s.io")
+    obs = _run_probe(monkeypatch, resp)
+    assert obs.skipped and "has no half-close" in obs.message  # type: ignore[attr-defined]
+    assert not resp.half_closed
+
+
+def test_python_exec_stdin_half_closed_but_never_exiting_is_eof_lost(monkeypatch: object) -> None:
+    resp = ScriptedExec("v5.channel.k8s.io", exits_on_eof=False)
+    obs = _run_probe(monkeypatch, resp)
+    assert resp.half_closed and obs.error_class is ErrorClass.EOF_LOST  # type: ignore[attr-defined]
