@@ -22,6 +22,9 @@ from conformance.cells import IDLE_OPERATIONS, Cell, CellRunner
 from conformance.model import CellResult
 
 IDLE_CONCURRENCY = 128
+# Idle cells start this far apart: dozens of TLS handshakes and upgrades at once, next to the first data
+# cells, starve a loaded event loop past the connect budget (seen: 10 s connect timeouts at 2 cores).
+IDLE_STAGGER_S = 0.3
 
 
 class Prefetcher:
@@ -41,13 +44,15 @@ class Prefetcher:
         slots = asyncio.Semaphore(self.concurrency)
         idle_slots = asyncio.Semaphore(IDLE_CONCURRENCY)
 
-        async def bounded(cell: Cell, slots: asyncio.Semaphore) -> CellResult:
+        async def bounded(cell: Cell, slots: asyncio.Semaphore, delay: float = 0.0) -> CellResult:
+            await asyncio.sleep(delay)
             async with slots:
                 return await self.runner.run_async(cell)
 
         idle = [c for c in self.cells if c.key.operation in IDLE_OPERATIONS]
-        for cell in idle:  # first: they take longest, and wait mostly
-            self._futures[cell.id] = asyncio.run_coroutine_threadsafe(bounded(cell, idle_slots), loop)
+        for i, cell in enumerate(idle):  # first: they take longest, and wait mostly
+            future = asyncio.run_coroutine_threadsafe(bounded(cell, idle_slots, i * IDLE_STAGGER_S), loop)
+            self._futures[cell.id] = future
         for cell in self.cells:
             if cell.id not in self._futures:
                 self._futures[cell.id] = asyncio.run_coroutine_threadsafe(bounded(cell, slots), loop)

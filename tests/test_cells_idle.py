@@ -77,10 +77,11 @@ def _cell(op: str, i: int) -> Cell:
     return Cell(CellKey(target="t", path=f"p{i}", protocol="spdy", operation=op, client="native"), "alice")
 
 
-def test_prefetch_starts_idle_cells_first_outside_the_concurrency_bound() -> None:
+def test_prefetch_starts_idle_cells_first_outside_the_concurrency_bound(monkeypatch: Any) -> None:
     cells = [_cell("exec", i) for i in range(5)] + [_cell("exec-idle", i) for i in range(20)]
     runner = _Runner()
     prefetch = Prefetcher(runner, cells, concurrency=2)  # type: ignore[arg-type]
+    monkeypatch.setattr("conformance.prefetch.IDLE_STAGGER_S", 0.0)  # order, not timing, is under test
     try:
         prefetch.result(cells[0])  # the plain cells finish while every idle cell is still waiting
         assert runner.started[:20] == ["exec-idle"] * 20

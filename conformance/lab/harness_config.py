@@ -81,8 +81,6 @@ def _targets(standin_proxy: bool) -> dict[str, dict[str, Any]]:
             },
             # Client Impersonate-* headers are dropped and the token's own identity is used.
             "client_impersonation": "strip",
-            # The stand-in resets streams silent this long (openunison-k8s-login-oidc#27): idle cells know.
-            "idle_timeout_s": openunison.STREAM_IDLE_TIMEOUT_S,
         },
     }
 
