@@ -185,14 +185,17 @@ class NativeAdapter:
                 conn = await session.connect(port)
                 payload = os.urandom(ECHO_BYTES)
                 await conn.write(payload)
+                # The silence is timed from our last write: on a loaded client, noticing the echo can lag
+                # by seconds, while the proxy's timer started when the echo passed it.
+                sent_at = time.monotonic()
                 got = await _read_exactly(conn, len(payload), 15)
                 if got != payload:
                     evidence.error = f"{len(got)} of {len(payload)} bytes echoed before the silence"
                     return OpResult(ErrorClass.DATA_MISMATCH, evidence, evidence.error)
-                silence_started = time.monotonic()
+                silence_started = sent_at
                 # Watch the silent connection: a read that ends during the silence is the cut, and its time.
                 watch = asyncio.ensure_future(conn.read())
-                done, _ = await asyncio.wait({watch}, timeout=idle_s)
+                done, _ = await asyncio.wait({watch}, timeout=max(0.0, idle_s - (time.monotonic() - sent_at)))
                 if watch in done:
                     survived = time.monotonic() - silence_started
                     evidence.survived_s = round(survived, 1)
@@ -240,9 +243,12 @@ class NativeAdapter:
 
         async def stdin() -> AsyncIterator[bytes]:
             yield b"one\n"
+            # Timed from our last write (resumed once it is sent): noticing the reply can lag on a loaded
+            # client, while the proxy's timer started when the reply passed it.
+            sent_at = time.monotonic()
             await asyncio.wait_for(first.wait(), 15)
-            silence["start"] = time.monotonic()
-            await asyncio.sleep(idle_s)
+            silence["start"] = sent_at
+            await asyncio.sleep(max(0.0, idle_s - (time.monotonic() - sent_at)))
             silence["end"] = time.monotonic()
             yield b"two\n"
 
