@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from conformance.adapters.base import ClientAdapter, Session
 from conformance.adapters.raw import RAW
+from conformance.budgets import Budgets
 from conformance.classify import answers_for, attribute
 from conformance.config import HarnessConfig
 from conformance.expectations import Expectations, judge
@@ -30,10 +31,11 @@ from conformance.identity import (
 )
 from conformance.model import CellKey, CellResult, ErrorClass, Evidence, Identity, Observation, Outcome
 from conformance.redact import redact
-from probes.common import ProbeContext
+from probes.common import DEFAULT_PAYLOAD_MIB, ProbeContext
 from probes.cp import probe_cp_download, probe_cp_upload
-from probes.exec import probe_exec, probe_exec_stdin
+from probes.exec import probe_exec, probe_exec_idle, probe_exec_stdin
 from probes.follow import probe_attach, probe_logs_follow
+from probes.idle import DEFAULT_IDLE_S, idle_silence
 from probes.plain import probe_tls, probe_watch, probe_watch_quiet, probe_whoami
 from probes.port_forward import (
     probe_port_forward,
@@ -46,6 +48,7 @@ Probe = Callable[[ProbeContext], Awaitable[Observation]]
 OPERATIONS: dict[str, Probe] = {
     "exec": probe_exec,
     "exec-stdin": probe_exec_stdin,
+    "exec-idle": probe_exec_idle,
     "attach": probe_attach,
     "cp-upload": probe_cp_upload,
     "cp-download": probe_cp_download,
@@ -63,6 +66,7 @@ OPERATIONS: dict[str, Probe] = {
 SUBRESOURCE: dict[str, str | None] = {
     "exec": "exec",
     "exec-stdin": "exec",
+    "exec-idle": "exec",
     "cp-upload": "exec",
     "cp-download": "exec",
     "attach": "attach",
@@ -75,9 +79,10 @@ SUBRESOURCE: dict[str, str | None] = {
     "watch-quiet": None,
     "whoami": None,
 }
-# Idle probes wait out a path's idle timeout; paths with a longer one (NLB 350 s, squid 900 s) are not
-# idled in a run (a cell per path would take minutes), and the matrix lists no such cell.
-IDLE_CAP_S = 90.0
+# Every path gets idle cells (probes.idle: the declared timeout + a margin, or the default silence).
+IDLE_OPERATIONS = ("port-forward-idle", "exec-idle")
+# A quiet watch waits out the target's declared cut of silent plain responses; none longer than this.
+QUIET_CAP_S = 90.0
 AUDIT_WAIT_WORKED_S = 5.0
 AUDIT_WAIT_FAILED_S = 1.0
 
@@ -109,20 +114,21 @@ def enumerate_cells(
     protocols: set[str] | None,
     operations: Iterable[str],
     user: str,
+    idle: bool = True,
 ) -> list[Cell]:
-    """Every cell of the selection, in a stable order (targets, paths, operations, clients, protocols)."""
+    """Every cell of the selection, in a stable order (targets, paths, operations, clients, protocols).
+    `idle=False` (--no-idle) leaves out the idle cells."""
     cells = []
     for target in targets:
         for path in paths:
             if path not in config.targets[target].endpoints:
                 continue
-            idle = config.paths[path].idle_timeout_s if path in config.paths else None
             for op in operations:
-                if op == "port-forward-idle" and not (idle and idle <= IDLE_CAP_S):
+                if op in IDLE_OPERATIONS and not idle:
                     continue
                 # Only targets that declare a quiet-stream cut get a quiet watch (it takes cut + 5 s).
                 quiet = config.targets[target].quiet_stream_cut_s
-                if op == "watch-quiet" and not (quiet and quiet <= IDLE_CAP_S):
+                if op == "watch-quiet" and not (quiet and quiet <= QUIET_CAP_S):
                     continue
                 for client_name, client in clients.items():
                     for protocol in client.protocols(op):
@@ -144,6 +150,9 @@ class CellRunner:
         strict: bool = False,
         allow_unavailable: bool = False,
         expected_identity: ExpectedIdentity | None = None,
+        payload_bytes: int = DEFAULT_PAYLOAD_MIB * 1024 * 1024,
+        idle_s: float = DEFAULT_IDLE_S,
+        budgets: Budgets | None = None,
     ) -> None:
         self.config = config
         self.clients = clients
@@ -153,6 +162,9 @@ class CellRunner:
         self.allow_unavailable = allow_unavailable  # an unavailable target or path skips instead of failing
         # Users without `expect` are compared with this (a SelfSubjectReview made once at the start).
         self.expected_identity = expected_identity
+        self.payload_bytes = payload_bytes
+        self.idle_s = idle_s  # the default silence (--idle-s); a path's declared timeout decides first
+        self.budgets = budgets if budgets is not None else Budgets.parse(config.raw.get("budgets"))
         self.audit = AuditTail(config.audit_log) if config.audit_log else None
 
     def run(self, cell: Cell) -> CellResult:
@@ -206,18 +218,23 @@ class CellRunner:
             bad_token=lambda kind: self.config.bad_token(cell.user, kind),
         )
         path = self.config.paths.get(cell.key.path)
+        # The shorter of what the path and the target itself declare for a silent session.
+        declared = [t for t in (path.idle_timeout_s if path else None, target.idle_timeout_s) if t]
         ctx = ProbeContext(
             client=client,
             session=session,
             workload=self.config.workload,
             protocol=cell.key.protocol,
             marker=marker,
-            idle_timeout_s=path.idle_timeout_s if path else None,
+            payload_bytes=self.payload_bytes,
+            idle_timeout_s=min(declared) if declared else None,
+            idle_s=idle_silence(min(declared) if declared else None, self.idle_s),
+            workload_ticks=self.config.source == "local-lab",
             answers=answers_for(path.answers if path else (), target.answers),
-            quiet_cut_s=self.config.targets[cell.key.target].quiet_stream_cut_s,
+            quiet_cut_s=target.quiet_stream_cut_s,
         )
         try:
-            idle = (ctx.idle_timeout_s or 0) if cell.key.operation == "port-forward-idle" else 0
+            idle = ctx.idle_s if cell.key.operation in IDLE_OPERATIONS else 0
             idle += (ctx.quiet_cut_s or 0) if cell.key.operation == "watch-quiet" else 0
             budget = self.probe_timeout_s + 5 + idle
             async with asyncio.timeout(budget):
@@ -235,10 +252,21 @@ class CellRunner:
             )
         if cell.key.operation != "tls":
             await self._identity(cell, observation, marker, session)
+        self._judge_budget(cell, observation)
         return observation
 
     def expected_for(self, user: str) -> ExpectedIdentity | None:
         return self.config.users[user].expected or self.expected_identity
+
+    def _judge_budget(self, cell: Cell, observation: Observation) -> None:
+        """A worked cell beyond a `budgets:` limit of the config is too-slow (measured value and budget)."""
+        if observation.error_class is not ErrorClass.NONE or observation.skipped:
+            return
+        over = self.budgets.exceeded(cell.key.operation, observation.evidence.timings)
+        if over:
+            observation.error_class = ErrorClass.TOO_SLOW
+            observation.message = f"worked, but too slow: {over}"
+            observation.evidence.error = observation.message
 
     async def _identity(self, cell: Cell, observation: Observation, marker: str, session: Session) -> None:
         """Attach the identity the API server applied, and judge it on every cell that worked.

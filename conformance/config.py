@@ -43,6 +43,7 @@ class Target:
     standin: bool = False
     client_impersonation: str = "refuse"  # what it does with client Impersonate-*: "refuse" or "authorize"
     quiet_stream_cut_s: float | None = None  # it cuts a plain response silent this long (watch-quiet cells)
+    idle_timeout_s: float | None = None  # the target itself cuts sessions silent this long (idle cells)
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,7 @@ def parse_config(data: Any, path: Path) -> HarnessConfig:
             standin=bool(t.get("standin")),
             client_impersonation=t.get("client_impersonation", "refuse"),
             quiet_stream_cut_s=_positive(t.get("quiet_stream_cut_s"), f"{where}.quiet_stream_cut_s", path),
+            idle_timeout_s=_idle_timeout(t, where, path),
         )
     paths = {"none": Path_("none", "straight to the target", "none")}
     for name, p in (data.get("paths") or {}).items():
@@ -310,3 +312,12 @@ def resolve_credential(path: Path, user: str, cred: dict[str, Any]) -> str:
             raise ConfigError(f"{path}: users.{user}.credential: environment variable {cred.get('name')!r} is empty")
         return value
     raise ConfigError(f"{path}: users.{user}.credential.type must be lab-oidc, token-file or env, got {kind!r}")
+
+
+def _idle_timeout(data: dict[str, Any], where: str, path: Path) -> float | None:
+    value = data.get("idle_timeout_s")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{path}: {where}.idle_timeout_s must be a positive number of seconds, got {value!r}")
+    return float(value)

@@ -82,6 +82,19 @@ OPTIONS = (
         "skip cells of targets or paths the config marks unavailable instead of failing them (path-unavailable)",
         flag=True,
     ),
+    Option(
+        "payload-mib",
+        "CONFORMANCE_PAYLOAD_MIB",
+        "MiB moved by cp (each way) and port-forward (one connection; the concurrent case moves as much again)",
+        "16",
+    ),
+    Option(
+        "idle-s",
+        "CONFORMANCE_IDLE_S",
+        "seconds an idle cell stays silent where the path declares no idle timeout (declared: timeout + 5 s)",
+        "65",
+    ),
+    Option("no-idle", "CONFORMANCE_NO_IDLE", "leave out the idle cells (port-forward-idle, exec-idle)", flag=True),
     Option("results", "CONFORMANCE_RESULTS", "write the results JSON here"),
     Option("baseline", "CONFORMANCE_BASELINE", "compare against this earlier results file and print the diff"),
 )
@@ -151,7 +164,13 @@ def pytest_configure(config: pytest.Config) -> None:
                 break
         else:
             values[opt.name], sources[opt.name] = None, "unset"
-    for name, kind in (("probe-timeout", float), ("concurrency", int)):
+    for opt in OPTIONS:
+        if opt.flag and values.get(opt.name) is not None:
+            raw_flag = str(values[opt.name]).strip().lower()
+            if raw_flag not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise pytest.UsageError(f"{opt.name} from {sources[opt.name]} must be 1/true/yes/on or 0/false/no/off")
+            values[opt.name] = "true" if raw_flag in ("1", "true", "yes", "on") else None
+    for name, kind in (("probe-timeout", float), ("concurrency", int), ("payload-mib", float), ("idle-s", float)):
         raw = values.get(name) or "1"
         try:
             if kind(raw) <= 0:
@@ -160,12 +179,6 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(
                 f"{name} from {sources[name]} must be a positive {kind.__name__}, got {raw!r}"
             ) from None
-    for opt in OPTIONS:
-        if opt.flag and values.get(opt.name) is not None:
-            raw = str(values[opt.name]).strip().lower()
-            if raw not in ("true", "1", "yes", "false", "0", "no", ""):
-                raise pytest.UsageError(f"{opt.name} from {sources[opt.name]} must be true or false, got {raw!r}")
-            values[opt.name] = "true" if raw in ("true", "1", "yes") else None
     settings = Settings(values, sources, started=datetime.now(UTC).isoformat(timespec="seconds"))
     config.stash[SETTINGS] = settings
     if not hasattr(config, "workerinput"):

@@ -5,6 +5,10 @@ submits every cell of this process, in collection order, to one event loop in a 
 most `concurrency` running at once; each test then only waits for its own result, so reports keep their
 order and every outcome still belongs to its test. Under pytest-xdist a worker does not know which cells it
 will be given, so there each cell runs when its test runs.
+
+Idle cells mostly sleep (a minute or more of silence each): they start first, under their own bound
+(IDLE_CONCURRENCY) rather than `concurrency`, so they overlap the rest of the matrix and a whole run grows by
+about one idle period, not one per idle cell.
 """
 
 from __future__ import annotations
@@ -14,8 +18,13 @@ import concurrent.futures
 import threading
 from collections.abc import Sequence
 
-from conformance.cells import Cell, CellRunner
+from conformance.cells import IDLE_OPERATIONS, Cell, CellRunner
 from conformance.model import CellResult
+
+IDLE_CONCURRENCY = 128
+# Idle cells start this far apart: dozens of TLS handshakes and upgrades at once, next to the first data
+# cells, starve a loaded event loop past the connect budget (seen: 10 s connect timeouts at 2 cores).
+IDLE_STAGGER_S = 0.3
 
 
 class Prefetcher:
@@ -33,13 +42,20 @@ class Prefetcher:
         thread.start()
         self._loop = loop
         slots = asyncio.Semaphore(self.concurrency)
+        idle_slots = asyncio.Semaphore(IDLE_CONCURRENCY)
 
-        async def bounded(cell: Cell) -> CellResult:
+        async def bounded(cell: Cell, slots: asyncio.Semaphore, delay: float = 0.0) -> CellResult:
+            await asyncio.sleep(delay)
             async with slots:
                 return await self.runner.run_async(cell)
 
+        idle = [c for c in self.cells if c.key.operation in IDLE_OPERATIONS]
+        for i, cell in enumerate(idle):  # first: they take longest, and wait mostly
+            future = asyncio.run_coroutine_threadsafe(bounded(cell, idle_slots, i * IDLE_STAGGER_S), loop)
+            self._futures[cell.id] = future
         for cell in self.cells:
-            self._futures[cell.id] = asyncio.run_coroutine_threadsafe(bounded(cell), loop)
+            if cell.id not in self._futures:
+                self._futures[cell.id] = asyncio.run_coroutine_threadsafe(bounded(cell, slots), loop)
 
     def result(self, cell: Cell) -> CellResult:
         with self._lock:

@@ -34,6 +34,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--color", choices=("auto", "always", "never"), default="auto", help="terminal colour (auto: only on a TTY)"
     )
+    parser.add_argument(
+        "--slower-pct", type=float, default=50.0, help="diff: flag a cell whose total time grew by more than this %%"
+    )
+    parser.add_argument(
+        "--slower-ms", type=float, default=200.0, help="diff: ...and by more than this many milliseconds"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +68,9 @@ def _diff(args: argparse.Namespace, files: list[str]) -> int:
     from reports.diff import diff_results, render_diff_markdown, render_diff_terminal
     from reports.schema import load_results
 
-    diff = diff_results(load_results(files[0]), load_results(files[1]))
+    diff = diff_results(
+        load_results(files[0]), load_results(files[1]), slower_pct=args.slower_pct, slower_ms=args.slower_ms
+    )
     text = render_diff_markdown(diff) if fmt == "md" else render_diff_terminal(diff, color=_color(args))
     _emit(args, text)
     return 1 if diff.has_regressions else 0

@@ -22,6 +22,8 @@ from conformance.expectations import Expectations
 from conformance.identity import ExpectedIdentity, self_subject_review
 from conformance.model import CellResult
 from conformance.redact import redact
+from probes.common import DEFAULT_PAYLOAD_MIB
+from probes.idle import DEFAULT_IDLE_S
 
 if TYPE_CHECKING:
     from conformance.plugin import Settings
@@ -50,6 +52,8 @@ class SuiteSession:
             strict=settings.flag("strict"),
             allow_unavailable=settings.flag("allow-unavailable"),
             expected_identity=learned,
+            payload_bytes=int(float(settings.get("payload-mib") or DEFAULT_PAYLOAD_MIB) * 1024 * 1024),
+            idle_s=float(settings.get("idle-s") or DEFAULT_IDLE_S),
         )
         self.prefetcher: Prefetcher | None = None
         self.workload: WorkloadManager | None = None  # set in the one process that owns the workload
@@ -139,6 +143,7 @@ class SuiteSession:
             protocols=set(protocols) if protocols else None,
             operations=ops,
             user=self.user(),
+            idle=not self.settings.flag("no-idle"),
         )
 
     def security_cells(self) -> list[Any]:

@@ -8,6 +8,9 @@ from conformance.adapters.base import ClientAdapter, OpResult, Session
 from conformance.classify import Answer
 from conformance.config import Workload
 from conformance.model import ErrorClass, Observation
+from probes.idle import DEFAULT_IDLE_S
+
+DEFAULT_PAYLOAD_MIB = 16
 
 
 @dataclass
@@ -17,8 +20,10 @@ class ProbeContext:
     workload: Workload
     protocol: str
     marker: str  # unique per cell run; probes put it in the request (args or user agent) for the audit log
-    payload_bytes: int = 1024 * 1024
-    idle_timeout_s: float | None = None  # the path's idle timeout, for the idle probe
+    payload_bytes: int = DEFAULT_PAYLOAD_MIB * 1024 * 1024  # cp both ways, port-forward (--payload-mib)
+    idle_timeout_s: float | None = None  # the path's declared idle timeout
+    idle_s: float = DEFAULT_IDLE_S  # how long idle cells stay silent on this path (probes.idle.idle_silence)
+    workload_ticks: bool = False  # the workload is the lab's, whose main process writes `tick N` lines
     # Refusals the hops of this cell declare as their own (path first), for attributing a refusal.
     answers: tuple[Answer, ...] = ()
     quiet_cut_s: float | None = None  # the target's declared cut of a silent plain response (watch-quiet)
@@ -44,3 +49,37 @@ def mismatch(result: OpResult, what: str) -> Observation:
     """The operation completed but the data was wrong."""
     result.evidence.error = what
     return Observation(error_class=ErrorClass.DATA_MISMATCH, evidence=result.evidence, message=what)
+
+
+def verify_bytes(want: bytes, got: bytes, what: str = "bytes") -> tuple[ErrorClass, str] | None:
+    """None when `got` is `want`; else TRUNCATED ("N of M bytes", a clean early end) or DATA_MISMATCH (with
+    the first differing offset)."""
+    if got == want:
+        return None
+    common = min(len(want), len(got))
+    at = next((i for i in range(0, common, 4096) if got[i : min(i + 4096, common)] != want[i : min(i + 4096, common)]),
+              None)
+    if at is not None:
+        at += next(j for j in range(4096) if got[at + j] != want[at + j])
+        return ErrorClass.DATA_MISMATCH, f"{what} differ at offset {at} ({len(got)} of {len(want)} arrived)"
+    if len(got) < len(want):
+        return ErrorClass.TRUNCATED, f"{what} ended early: {len(got)} of {len(want)} bytes"
+    return ErrorClass.DATA_MISMATCH, f"{len(got)} {what} arrived, {len(want)} expected"
+
+
+def verify_digest(want_len: int, want_sha: str, got_len: int, got_sha: str, what: str = "bytes") -> tuple[
+        ErrorClass, str] | None:
+    """The same judgement from digests and lengths alone (the data never passed through the harness)."""
+    if got_len == want_len and got_sha == want_sha:
+        return None
+    if got_len < want_len:
+        return ErrorClass.TRUNCATED, f"{what} ended early: {got_len} of {want_len} bytes"
+    return ErrorClass.DATA_MISMATCH, (
+        f"{what}: {got_len} bytes with sha256 {got_sha[:16]}..., expected {want_len} bytes with {want_sha[:16]}..."
+    )
+
+
+def failed(result: OpResult, error_class: ErrorClass, message: str) -> Observation:
+    """The operation completed but the data was wrong (short, or different)."""
+    result.evidence.error = message
+    return Observation(error_class=error_class, evidence=result.evidence, message=message)

@@ -1,4 +1,8 @@
-"""cp upload and download: tar over exec, byte-exact, checked by sha256 on both sides."""
+"""cp upload and download: tar over exec, every byte checked by length and sha256 on both sides.
+
+A short copy is `truncated` ("N of M bytes"), different bytes `data-mismatch`: a hop that cuts or corrupts
+a stream after N bytes fails the cell whatever N is (the payload is `--payload-mib`, 16 MiB by default).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from conformance.model import ErrorClass, Observation
-from probes.common import ProbeContext, mismatch, observed
+from probes.common import ProbeContext, failed, observed, verify_digest
 
 
 async def probe_cp_upload(ctx: ProbeContext) -> Observation:
@@ -22,25 +26,32 @@ async def probe_cp_upload(ctx: ProbeContext) -> Observation:
     if result.error_class is not ErrorClass.NONE:
         return observed(result)
     check = await ctx.client.exec(
-        ctx.session, ctx.pod, ctx.container, ["sh", "-c", f"sha256sum {remote}; rm -f {remote}"], protocol=ctx.protocol
+        ctx.session,
+        ctx.pod,
+        ctx.container,
+        ["sh", "-c", f"wc -c < {remote}; sha256sum {remote}; rm -f {remote}"],
+        protocol=ctx.protocol,
     )
     if check.error_class is not ErrorClass.NONE:
         return observed(check, f"uploaded, but the check failed: {check.message}")
-    want = hashlib.sha256(payload).hexdigest()
-    got = check.stdout.split()[0].decode() if check.stdout.split() else ""
-    if got != want:
-        return mismatch(result, f"sha256 in the pod {got[:16]}... != sent {want[:16]}...")
+    fields = check.stdout.split()
+    got_len = int(fields[0]) if fields and fields[0].isdigit() else -1
+    got_sha = fields[1].decode() if len(fields) > 1 else ""
+    problem = verify_digest(len(payload), hashlib.sha256(payload).hexdigest(), got_len, got_sha, "the pod's copy")
+    if problem:
+        return failed(result, *problem)
     result.evidence.bytes_verified = len(payload)
-    return observed(result, f"{len(payload)} bytes uploaded, sha256 matches")
+    return observed(result, f"{len(payload)} bytes uploaded, length and sha256 match")
 
 
 async def probe_cp_download(ctx: ProbeContext) -> Observation:
     remote = f"down-{ctx.marker}.bin"
+    size = ctx.payload_bytes
     make = await ctx.client.exec(
         ctx.session,
         ctx.pod,
         ctx.container,
-        ["sh", "-c", f"head -c {ctx.payload_bytes} /dev/urandom > {remote} && sha256sum {remote}"],
+        ["sh", "-c", f"head -c {size} /dev/urandom > {remote} && sha256sum {remote}"],
         protocol=ctx.protocol,
     )
     if make.error_class is not ErrorClass.NONE:
@@ -49,10 +60,14 @@ async def probe_cp_download(ctx: ProbeContext) -> Observation:
     with tempfile.TemporaryDirectory(prefix="conformance-cp-") as tmp:
         local = Path(tmp) / "download.bin"
         result = await ctx.client.cp_download(ctx.session, ctx.pod, ctx.container, remote, local, protocol=ctx.protocol)
+        if result.size is None and local.is_file():
+            result.size = local.stat().st_size
     await ctx.client.exec(ctx.session, ctx.pod, ctx.container, ["rm", "-f", remote], protocol=ctx.protocol)
     if result.error_class is not ErrorClass.NONE:
         return observed(result)
-    if result.sha256 != want:
-        return mismatch(result, f"downloaded sha256 {str(result.sha256)[:16]}... != pod's {want[:16]}...")
-    result.evidence.bytes_verified = ctx.payload_bytes
-    return observed(result, f"{ctx.payload_bytes} bytes downloaded, sha256 matches")
+    got_len = result.size if result.size is not None else -1
+    problem = verify_digest(size, want, got_len, str(result.sha256), "the downloaded copy")
+    if problem:
+        return failed(result, *problem)
+    result.evidence.bytes_verified = size
+    return observed(result, f"{size} bytes downloaded, length and sha256 match")

@@ -203,8 +203,11 @@ def _tls_handshake(ctx: ProbeContext, alpn: list[str]) -> tuple[ssl.SSLSocket, f
 
 
 async def probe_tls(ctx: ProbeContext) -> Observation:
-    """The chain verifies against the configured CA; days to expiry; which ALPN protocols are offered."""
+    """The chain verifies against the configured CA (unless the endpoint says insecure_skip_tls_verify, and
+    then the cell says it did not verify); the certificate is in its validity period; which ALPN protocols
+    are offered."""
     evidence = Evidence(protocol_requested="http")
+    insecure = ctx.session.endpoint.insecure_skip_tls_verify
     offered = []
     try:
         for alpn in (["h2", "http/1.1"], ["http/1.1"]):
@@ -219,14 +222,24 @@ async def probe_tls(ctx: ProbeContext) -> Observation:
         cls = ErrorClass.TLS if isinstance(exc, ssl.SSLError) else classify_text(str(exc))
         return Observation(error_class=cls, evidence=evidence, message=evidence.error)
     cert = x509.load_der_x509_certificate(der or b"")
-    days = (cert.not_valid_after_utc - dt.datetime.now(dt.UTC)).days
+    now = dt.datetime.now(dt.UTC)
+    days = (cert.not_valid_after_utc - now).days
     evidence.notes += [
         f"ALPN chosen when offering h2,http/1.1: {offered[0]}",
         f"certificate expires in {days} days",
         f"issuer: {cert.issuer.rfc4514_string()}",
+        "chain NOT verified: the endpoint sets insecure_skip_tls_verify" if insecure
+        else f"chain verified against {ctx.session.endpoint.ca_file or 'the system trust store'}",
     ]
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        evidence.error = (
+            f"the certificate is outside its validity ({cert.not_valid_before_utc:%Y-%m-%d} to "
+            f"{cert.not_valid_after_utc:%Y-%m-%d}); accepted only because verification is off"
+        )
+        return Observation(error_class=ErrorClass.TLS, evidence=evidence, message=evidence.error)
+    verdict = "chain NOT verified (insecure_skip_tls_verify)" if insecure else "chain verifies"
     return Observation(
         error_class=ErrorClass.NONE,
         evidence=evidence,
-        message=f"chain verifies; {days} days to expiry; ALPN {offered[0]}",
+        message=f"{verdict}; {days} days to expiry; ALPN {offered[0]}",
     )

@@ -1,15 +1,15 @@
-"""port-forward: one connection, several ports, and 20 concurrent connections, each echoed byte-exact."""
+"""port-forward: one connection, several ports, and 20 concurrent connections, each echoed byte-exact
+(length and content: a short echo is `truncated`, different bytes `data-mismatch` with the offset)."""
 
 from __future__ import annotations
 
 import os
 
 from conformance.model import ErrorClass, Evidence, Observation
-from probes.common import ProbeContext, mismatch, observed
+from probes.common import ProbeContext, failed, observed, verify_bytes
 
 CONCURRENT = 20
-IDLE_MARGIN_S = 5.0
-CONCURRENT_BYTES = 64 * 1024
+MIN_CONCURRENT_BYTES = 64 * 1024
 
 
 async def _echo(ctx: ProbeContext, payloads: list[bytes], port: int) -> Observation:
@@ -17,27 +17,35 @@ async def _echo(ctx: ProbeContext, payloads: list[bytes], port: int) -> Observat
     result.evidence.bytes_sent = sum(len(p) for p in payloads)
     if result.error_class is not ErrorClass.NONE:
         return observed(result)
-    bad = [i for i, (p, r) in enumerate(zip(payloads, result.received, strict=False)) if p != r]
-    if len(result.received) != len(payloads) or bad:
-        return mismatch(
-            result,
-            f"{len(bad) or len(payloads) - len(result.received)} of {len(payloads)} connections came back different",
+    if len(result.received) != len(payloads):
+        return failed(
+            result, ErrorClass.TRUNCATED, f"{len(result.received)} of {len(payloads)} connections came back at all"
         )
+    problems = [(i, verify_bytes(p, r)) for i, (p, r) in enumerate(zip(payloads, result.received, strict=True))]
+    bad = [(i, pr) for i, pr in problems if pr is not None]
+    if bad:
+        # A corruption anywhere outranks a short echo: it is the worse finding.
+        i, (cls, text) = next(((i, pr) for i, pr in bad if pr[0] is ErrorClass.DATA_MISMATCH), bad[0])
+        summary = f"{len(bad)} of {len(payloads)} connection(s) not byte-exact; connection {i}: {text}"
+        return failed(result, cls, summary)
     result.evidence.bytes_verified = result.evidence.bytes_sent
-    return observed(result, f"{len(payloads)} connection(s), {result.evidence.bytes_sent} bytes echoed")
+    return observed(result, f"{len(payloads)} connection(s), {result.evidence.bytes_sent} bytes echoed byte-exact")
 
 
 async def probe_port_forward(ctx: ProbeContext) -> Observation:
-    return await _echo(ctx, [os.urandom(ctx.payload_bytes // 4)], ctx.workload.port)
+    """The whole payload (`--payload-mib`) over one forwarded connection."""
+    return await _echo(ctx, [os.urandom(ctx.payload_bytes)], ctx.workload.port)
 
 
 async def probe_port_forward_concurrent(ctx: ProbeContext) -> Observation:
-    return await _echo(ctx, [os.urandom(CONCURRENT_BYTES) for _ in range(CONCURRENT)], ctx.workload.port)
+    """CONCURRENT connections at once, together the payload again (1/16 of it each, at least 64 KiB)."""
+    each = max(MIN_CONCURRENT_BYTES, ctx.payload_bytes // 16)
+    return await _echo(ctx, [os.urandom(each) for _ in range(CONCURRENT)], ctx.workload.port)
 
 
 async def probe_port_forward_idle(ctx: ProbeContext) -> Observation:
-    """A session idle a little longer than the path's idle timeout (Cilium-style: a cut is a finding)."""
-    idle = (ctx.idle_timeout_s or 0) + IDLE_MARGIN_S
+    """A session silent a little longer than the path's idle timeout (or the default silence): a cut is a
+    finding, classed by when it came (probes.idle)."""
     idle_probe = getattr(ctx.client, "port_forward_idle", None)
     if idle_probe is None:
         return Observation(
@@ -46,7 +54,8 @@ async def probe_port_forward_idle(ctx: ProbeContext) -> Observation:
             skipped=True,
             message=f"client {ctx.client.name} has no idle probe",
         )
-    result = await idle_probe(ctx.session, ctx.pod, ctx.workload.port, idle, protocol=ctx.protocol)
+    result = await idle_probe(ctx.session, ctx.pod, ctx.workload.port, ctx.idle_s, ctx.idle_timeout_s,
+                              protocol=ctx.protocol)
     return observed(result)
 
 

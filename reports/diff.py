@@ -4,6 +4,10 @@ Cells are matched by id. A regression is a cell that was good (pass, expected-fa
 (fail, error, unexpected-pass); a fix is the reverse; any other change of outcome, or of error class under
 the same outcome (a failure whose cause changed), is an "other change". Cells only in one run are added
 or removed. `conformance report diff` exits 1 when there is a regression.
+
+A timing regression ("slower") is a cell whose outcome did not change but whose total time grew beyond
+both thresholds (default +50 % and +200 ms, `--slower-pct`, `--slower-ms`); listed right after the
+outcome regressions. It does not change the exit code: timings on shared machines are noisy.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ BAD = frozenset({Outcome.FAIL, Outcome.ERROR, Outcome.UNEXPECTED_PASS})
 
 class ChangeKind(enum.StrEnum):
     REGRESSION = "regression"
+    SLOWER = "slower"
     FIX = "fix"
     CHANGED = "changed"
     ADDED = "added"
@@ -32,6 +37,7 @@ class ChangeKind(enum.StrEnum):
 
 _TITLES = {
     ChangeKind.REGRESSION: "Regressions",
+    ChangeKind.SLOWER: "Timing regressions",
     ChangeKind.FIX: "Fixes",
     ChangeKind.CHANGED: "Other changes",
     ChangeKind.ADDED: "Added cells",
@@ -48,6 +54,11 @@ class CellChange:
 
     @property
     def transition(self) -> str:
+        if self.kind is ChangeKind.SLOWER and self.old and self.new:
+            was, now = _total(self.old), _total(self.new)
+            if was is not None and now is not None:
+                grew = f" (+{(now - was) / was * 100:.0f}%)" if was > 0 else ""
+                return f"total {was:.2f} s -> {now:.2f} s{grew}"
         before = self.old.outcome.value if self.old else "absent"
         after = self.new.outcome.value if self.new else "absent"
         if self.old and self.new and self.old.outcome is self.new.outcome:
@@ -70,7 +81,13 @@ class ResultsDiff:
         return any(c.kind is ChangeKind.REGRESSION for c in self.changes)
 
 
-def diff_results(old: Results, new: Results) -> ResultsDiff:
+SLOWER_PCT = 50.0
+SLOWER_MS = 200.0
+
+
+def diff_results(
+    old: Results, new: Results, *, slower_pct: float = SLOWER_PCT, slower_ms: float = SLOWER_MS
+) -> ResultsDiff:
     old_cells = {c.id: c for c in old.cells}
     new_cells = {c.id: c for c in new.cells}
     changes: list[CellChange] = []
@@ -81,12 +98,27 @@ def diff_results(old: Results, new: Results) -> ResultsDiff:
             changes.append(CellChange(ChangeKind.ADDED, cell_id, None, after))
         elif before.outcome is not after.outcome or before.error_class is not after.error_class:
             changes.append(CellChange(_kind(before.outcome, after.outcome), cell_id, before, after))
+        elif _slower(before, after, slower_pct, slower_ms):
+            changes.append(CellChange(ChangeKind.SLOWER, cell_id, before, after))
         else:
             unchanged += 1
     changes += [CellChange(ChangeKind.REMOVED, i, c, None) for i, c in old_cells.items() if i not in new_cells]
     order = list(ChangeKind)
     changes.sort(key=lambda c: order.index(c.kind))  # stable: document order within a kind
     return ResultsDiff(old.meta, new.meta, changes, unchanged)
+
+
+def _total(cell: CellResult) -> float | None:
+    """The cell's total time as its client measured it, else the harness's own duration."""
+    total = cell.evidence.timings.total_s
+    return total if total is not None else (cell.duration_s or None)
+
+
+def _slower(before: CellResult, after: CellResult, pct: float, ms: float) -> bool:
+    was, now = _total(before), _total(after)
+    if was is None or now is None:
+        return False
+    return now > was * (1 + pct / 100) and (now - was) * 1000 > ms
 
 
 def _kind(before: Outcome, after: Outcome) -> ChangeKind:
@@ -98,7 +130,10 @@ def _kind(before: Outcome, after: Outcome) -> ChangeKind:
 
 
 def diff_summary(diff: ResultsDiff) -> str:
-    counts = ", ".join(f"{_TITLES[k].lower()} {len(diff.of(k))}" for k in ChangeKind)
+    # Timing regressions are named only when there are some (the line's usual form stays as it was).
+    counts = ", ".join(
+        f"{_TITLES[k].lower()} {len(diff.of(k))}" for k in ChangeKind if k is not ChangeKind.SLOWER or diff.of(k)
+    )
     verdict = "REGRESSED" if diff.has_regressions else "NO REGRESSIONS"
     return f"{verdict}  {counts}, unchanged {diff.unchanged}"
 

@@ -45,6 +45,10 @@ class OpResult:
     exit_code: int | None = None
     received: list[bytes] = field(default_factory=list)  # port-forward: per connection
     sha256: str | None = None  # cp: digest of what arrived
+    size: int | None = None  # cp: how many bytes arrived
+    # exec with stdin: True when the client half-closed stdin, False when it could not (the protocol has no
+    # half-close), None when there was no stdin or the client does not say.
+    stdin_closed: bool | None = None
 
 
 class ClientAdapter(Protocol):
@@ -83,4 +87,10 @@ class ClientAdapter(Protocol):
 
     async def attach(self, s: Session, pod: str, container: str, *, protocol: str, seconds: float) -> OpResult: ...
 
-    async def logs_follow(self, s: Session, pod: str, container: str, *, seconds: float) -> OpResult: ...
+    async def logs_follow(
+        self, s: Session, pod: str, container: str, *, seconds: float, timestamps: bool = False,
+        tail_lines: int | None = None,
+    ) -> OpResult:
+        """Follow the log for `seconds`; `timestamps`: each line starts with its RFC 3339 time; `tail_lines`:
+        at most that many lines of history."""
+        ...

@@ -196,6 +196,8 @@ class KubectlAdapter:
     ) -> OpResult:
         args = ["-n", s.namespace, "exec", pod, "-c", container, *(["-i"] if stdin is not None else []), "--", *command]
         result, _ = await self._run(s, args, protocol, stdin=stdin)
+        if stdin is not None:
+            result.stdin_closed = True  # kubectl -i ends stdin at EOF of its own input, which we close
         result.evidence.exit_code = result.exit_code
         return self._judge_exit(result, expect_exit)
 
@@ -216,6 +218,7 @@ class KubectlAdapter:
         result = self._judge_exit(result)
         if result.error_class is ErrorClass.NONE and local.is_file():
             result.sha256 = _sha256_file(local)
+            result.size = local.stat().st_size
         return result
 
     async def attach(self, s: Session, pod: str, container: str, *, protocol: str, seconds: float) -> OpResult:
@@ -225,12 +228,13 @@ class KubectlAdapter:
         )
         return result
 
-    async def logs_follow(self, s: Session, pod: str, container: str, *, seconds: float) -> OpResult:
-        return (
-            await self._run_for(
-                s, ["-n", s.namespace, "logs", "-f", pod, "-c", container], "http", seconds, self.marker()
-            )
-        )[0]
+    async def logs_follow(
+        self, s: Session, pod: str, container: str, *, seconds: float, timestamps: bool = False,
+        tail_lines: int | None = None,
+    ) -> OpResult:
+        args = ["-n", s.namespace, "logs", "-f", pod, "-c", container, *(["--timestamps"] if timestamps else []),
+                *([f"--tail={tail_lines}"] if tail_lines is not None else [])]
+        return (await self._run_for(s, args, "http", seconds, self.marker()))[0]
 
     async def _run_for(
         self, s: Session, args: list[str], protocol: str, seconds: float, marker: str
@@ -255,7 +259,8 @@ class KubectlAdapter:
                 await asyncio.wait_for(proc.wait(), seconds)
                 ended_early = True
             except TimeoutError:
-                proc.terminate()
+                with contextlib.suppress(ProcessLookupError):  # it may have ended just now
+                    proc.terminate()
                 try:
                     await asyncio.wait_for(proc.wait(), 10)
                 except TimeoutError:
@@ -310,7 +315,8 @@ class KubectlAdapter:
                 error = f"local connection failed: {exc}"
             finally:
                 if proc.returncode is None:
-                    proc.terminate()
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.terminate()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(proc.wait(), 10)
                 if proc.returncode is None:
@@ -322,7 +328,9 @@ class KubectlAdapter:
         result = OpResult(ErrorClass.NONE, evidence, received=list(received), stderr=own_stderr)
         text = redact(own_stderr.decode("utf-8", "replace"))
         error_lines = [x for x in text.splitlines() if x.lower().startswith(("error", "e1", "unable"))]
-        if error is not None or any(len(r) != len(p) for r, p in zip(received, payloads, strict=False)):
+        short = any(len(r) != len(p) for r, p in zip(received, payloads, strict=False))
+        # A short echo with no error from kubectl is the probe's to judge (truncated, N of M bytes).
+        if error is not None or (short and error_lines):
             detail = error_lines[-1] if error_lines else (error or "port-forward returned fewer bytes than sent")
             evidence.error = detail
             result.error_class = (
@@ -358,18 +366,29 @@ async def _drain(reader: asyncio.StreamReader, limit: int = MAX_OUTPUT) -> bytes
 
 async def _echo_roundtrip(port: int, payload: bytes) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(payload)
-        await writer.drain()
+
+    async def send() -> None:
+        # Sent while the echo is read: a payload larger than the socket buffers would deadlock otherwise.
+        for i in range(0, len(payload), READ_CHUNK):
+            writer.write(payload[i : i + READ_CHUNK])
+            await writer.drain()
         writer.write_eof()
+
+    sender = asyncio.create_task(send())
+    try:
         received = bytearray()
         while len(received) < len(payload):
             chunk = await reader.read(READ_CHUNK)
             if not chunk:
                 break
             received += chunk
+        if len(received) < len(payload) and sender.done() and sender.exception() is not None:
+            raise sender.exception()  # type: ignore[misc]
         return bytes(received)
     finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await sender
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()

@@ -22,6 +22,8 @@ from typing import Any
 import kubernetes
 from kubernetes import client as k8s
 from kubernetes.stream import portforward, stream, ws_client
+from kubernetes.stream.ws_client import V5_CHANNEL_PROTOCOL
+from websocket import WebSocketConnectionClosedException
 
 from conformance.adapters.base import OpResult, Session
 from conformance.classify import classify_text
@@ -44,6 +46,7 @@ class _MarkedWebSocket(ws_client.WebSocket):  # type: ignore[misc]
 
 
 ws_client.WebSocket = _MarkedWebSocket
+STDIN_CHUNK = 32 * 1024
 
 
 def _api(s: Session) -> Any:
@@ -102,6 +105,7 @@ class PythonClientAdapter:
         command: list[str],
         stdin: bytes | None,
         expect_exit: int | None,
+        needs_eof: bool,
     ) -> OpResult:
         resp = stream(
             _api(s).connect_get_namespaced_pod_exec,
@@ -116,29 +120,56 @@ class PythonClientAdapter:
             _preload_content=False,
             binary=True,
         )
-        evidence.protocol_negotiated = resp.sock.subprotocol if getattr(resp.sock, "subprotocol", None) else PROTOCOL
-        out, err = bytearray(), bytearray()
+        subprotocol = getattr(resp, "subprotocol", None) or getattr(resp.sock, "subprotocol", None)
+        evidence.protocol_negotiated = subprotocol or PROTOCOL
+        stdin_closed: bool | None = None
         if stdin is not None:
-            resp.write_stdin(stdin)
-            # v4 has no half-close: the Python client cannot signal EOF on stdin, so `cat` would never end.
-            # Close our side once the data is written; that is all the protocol allows.
-        closed_by_us = False
-        while resp.is_open():
-            resp.update(timeout=1)
-            if resp.peek_stdout():
-                out += resp.read_stdout()
-            if resp.peek_stderr():
-                err += resp.read_stderr()
-            if stdin is not None and len(out) >= len(stdin):
+            try:
+                for i in range(0, len(stdin), STDIN_CHUNK):  # in pieces, as client-go and `kubectl cp` write
+                    resp.write_stdin(stdin[i : i + STDIN_CHUNK])
+            except (WebSocketConnectionClosedException, OSError) as exc:
+                # The command may end before it has read everything (cp-upload's `head -c`): what it did
+                # read, and its exit status, are still to be read.
+                evidence.notes.append(f"stdin stopped after the server closed it: {exc}")
+            if subprotocol == V5_CHANNEL_PROTOCOL:
+                try:
+                    resp.close_channel(0)  # v5's CLOSE signal: a real half-close of stdin
+                    stdin_closed = True
+                    evidence.notes.append("stdin half-closed (v5 CLOSE signal)")
+                except (WebSocketConnectionClosedException, OSError) as exc:
+                    evidence.notes.append(f"stdin could not be half-closed, the server had closed it: {exc}")
+            elif needs_eof:
+                # v4 has no half-close: the command would wait for end of input forever. Say so; never
+                # pretend (the probe turns this into a skip with the reason).
                 resp.close()
-                closed_by_us = True
-        # After we hang up there is no Status to read: the exit code is unknown, by the protocol's design.
-        code = None if closed_by_us else resp.returncode
-        result = OpResult(ErrorClass.NONE, evidence, stdout=bytes(out), stderr=bytes(err), exit_code=code)
+                text = f"{subprotocol or 'v4.channel.k8s.io'} has no half-close: the client cannot end stdin"
+                evidence.notes.append(text)
+                return OpResult(ErrorClass.NONE, evidence, text, stdin_closed=False)
+            else:
+                stdin_closed = False
+        out, err, closed = read_until_closed(resp, s.timeout_s - 1)
+        if not closed:
+            resp.close()
+            result = OpResult(ErrorClass.TIMEOUT, evidence, stdout=out, stderr=err, stdin_closed=stdin_closed)
+            if stdin_closed:
+                result.error_class = ErrorClass.EOF_LOST
+                result.message = (
+                    f"stdin was half-closed, and the command never exited within {s.timeout_s - 1:.0f} s "
+                    f"({len(out)} bytes of output by then)"
+                )
+            else:
+                result.message = f"the command did not end within {s.timeout_s - 1:.0f} s"
+            evidence.error = result.message
+            return result
+        code = resp.returncode
+        result = OpResult(
+            ErrorClass.NONE, evidence, stdout=out, stderr=err, exit_code=code, stdin_closed=stdin_closed
+        )
         evidence.exit_code = code
-        if expect_exit is not None and code != expect_exit and stdin is None:
-            result.error_class = ErrorClass.MISSING_EXIT_STATUS if code is None else ErrorClass.PROTOCOL_ERROR
+        if expect_exit is not None and code != expect_exit:
+            result.error_class = ErrorClass.MISSING_EXIT_STATUS if code is None else ErrorClass.DATA_MISMATCH
             result.message = f"exit code {code}, expected {expect_exit}"
+            evidence.error = result.message
         return result
 
     async def exec(
@@ -151,8 +182,11 @@ class PythonClientAdapter:
         protocol: str,
         stdin: bytes | None = None,
         expect_exit: int | None = 0,
+        needs_eof: bool = True,
     ) -> OpResult:
-        return await self._in_thread(s, self._exec_sync, pod, container, command, stdin, expect_exit)
+        """`needs_eof`: the command only ends at end of stdin (cat); on v4 that cannot be said, and the result
+        says so (`stdin_closed=False`) instead of running it."""
+        return await self._in_thread(s, self._exec_sync, pod, container, command, stdin, expect_exit, needs_eof)
 
     async def cp_upload(
         self, s: Session, pod: str, container: str, local: Path, remote: str, *, protocol: str
@@ -160,8 +194,8 @@ class PythonClientAdapter:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             tar.add(str(local), arcname=remote)
-        # The Python client cannot half-close stdin (v4), so the archive is sent and the command reads exactly
-        # its size: that is how a Python user has to do cp, and what this cell checks.
+        # On v4 the Python client cannot half-close stdin, so the archive is sent and the command reads exactly
+        # its size: that is how a Python user has to do cp there, and it works on v5 as well.
         size = len(buf.getvalue())
         return await self.exec(
             s,
@@ -171,6 +205,7 @@ class PythonClientAdapter:
             protocol=protocol,
             stdin=buf.getvalue() + b"\n",
             expect_exit=None,
+            needs_eof=False,
         )
 
     async def cp_download(
@@ -179,17 +214,14 @@ class PythonClientAdapter:
         result = await self.exec(s, pod, container, ["tar", "cf", "-", remote], protocol=protocol)
         if result.error_class is not ErrorClass.NONE:
             return result
-        try:
-            with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tar:
-                member = tar.extractfile(remote)
-                data = member.read() if member else b""
-        except tarfile.TarError as exc:
-            result.error_class = ErrorClass.DATA_MISMATCH
-            result.message = f"the tar stream from the pod is broken after {len(result.stdout)} bytes: {exc}"
+        problem, data = untar_one(result.stdout, remote)
+        if problem is not None:
+            result.error_class, result.message = problem
             result.evidence.error = result.message
             return result
         local.write_bytes(data)
         result.sha256 = hashlib.sha256(data).hexdigest()
+        result.size = len(data)
         return result
 
     async def attach(self, s: Session, pod: str, container: str, *, protocol: str, seconds: float) -> OpResult:
@@ -217,7 +249,10 @@ class PythonClientAdapter:
 
         return await self._in_thread(s, run)
 
-    async def logs_follow(self, s: Session, pod: str, container: str, *, seconds: float) -> OpResult:
+    async def logs_follow(
+        self, s: Session, pod: str, container: str, *, seconds: float, timestamps: bool = False,
+        tail_lines: int | None = None,
+    ) -> OpResult:
         return OpResult(ErrorClass.HARNESS, Evidence(), "logs are a plain request: probed by the harness itself")
 
     async def port_forward(self, s: Session, pod: str, port: int, payloads: list[bytes], *, protocol: str) -> OpResult:
@@ -228,7 +263,10 @@ class PythonClientAdapter:
                 pf = portforward(_api(s).connect_get_namespaced_pod_portforward, pod, s.namespace, ports=str(port))
                 sock = pf.socket(port)
                 sock.settimeout(s.timeout_s)
-                sock.sendall(payload)
+                # Sent from another thread while the echo is read: a payload larger than the socket buffers
+                # would deadlock otherwise.
+                sender = threading.Thread(target=_send_all, args=(sock, payload), daemon=True)
+                sender.start()
                 got = bytearray()
                 while len(got) < len(payload):
                     try:
@@ -238,9 +276,66 @@ class PythonClientAdapter:
                     if not chunk:
                         break
                     got += chunk
+                sender.join(s.timeout_s)
                 sock.close()
                 pf.close()
                 received.append(bytes(got))
             return OpResult(ErrorClass.NONE, evidence, received=received)
 
         return await self._in_thread(s, run)
+
+
+def read_until_closed(resp: Any, within_s: float) -> tuple[bytes, bytes, bool]:
+    """stdout, stderr, and whether the server closed the session within `within_s`.
+
+    Any `update()` (also the one inside `peek_*`) may consume frames up to and including the close; the
+    channel buffers are drained once more after the loop, or output that arrived with the close would be
+    lost (the cause of a cp-download flake: a tar stream cut at a frame boundary, exit status Success).
+    """
+    out, err = bytearray(), bytearray()
+    end = time.monotonic() + max(0.0, within_s)
+    while resp.is_open() and time.monotonic() < end:
+        resp.update(timeout=min(1.0, max(0.0, end - time.monotonic())))
+        if resp.peek_stdout():
+            out += resp.read_stdout()
+        if resp.peek_stderr():
+            err += resp.read_stderr()
+    closed = not resp.is_open()
+    out += resp.read_stdout(timeout=0) or b""
+    err += resp.read_stderr(timeout=0) or b""
+    return bytes(out), bytes(err), closed
+
+
+def untar_one(stream_bytes: bytes, name: str) -> tuple[tuple[ErrorClass, str] | None, bytes]:
+    """The one file `name` from a tar stream; a short stream is TRUNCATED ("N of M bytes"), a malformed one
+    DATA_MISMATCH."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(stream_bytes), mode="r:") as tar:
+            info = tar.getmember(name)
+            member = tar.extractfile(info)
+            data = member.read() if member else b""
+    except KeyError:
+        return (ErrorClass.DATA_MISMATCH, f"the tar stream ({len(stream_bytes)} bytes) has no {name!r}"), b""
+    except tarfile.ReadError as exc:
+        if any(t in str(exc) for t in ("unexpected end of data", "empty file", "truncated header")):
+            return (ErrorClass.TRUNCATED, _short_tar(stream_bytes, name, exc)), b""
+        return (ErrorClass.DATA_MISMATCH, f"the tar stream is broken after {len(stream_bytes)} bytes: {exc}"), b""
+    except tarfile.TarError as exc:
+        return (ErrorClass.DATA_MISMATCH, f"the tar stream is broken after {len(stream_bytes)} bytes: {exc}"), b""
+    return None, data
+
+
+def _short_tar(stream_bytes: bytes, name: str, exc: Exception) -> str:
+    try:
+        size = tarfile.TarInfo.frombuf(stream_bytes[:512], "utf-8", "surrogateescape").size
+    except tarfile.TarError:
+        return f"the tar stream ended early, after {len(stream_bytes)} bytes ({exc})"
+    got = max(0, min(size, len(stream_bytes) - 512))
+    return f"the tar stream ended early: {got} of {size} bytes of {name!r} arrived"
+
+
+def _send_all(sock: Any, payload: bytes) -> None:
+    try:
+        sock.sendall(payload)
+    except OSError:
+        pass  # the reader sees the short echo and says so

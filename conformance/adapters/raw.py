@@ -50,7 +50,10 @@ class RawRequests:
     async def attach(self, s: Session, pod: str, container: str, *, protocol: str, seconds: float) -> OpResult:
         self._not_a_streaming_client()
 
-    async def logs_follow(self, s: Session, pod: str, container: str, *, seconds: float) -> OpResult:
+    async def logs_follow(
+        self, s: Session, pod: str, container: str, *, seconds: float, timestamps: bool = False,
+        tail_lines: int | None = None,
+    ) -> OpResult:
         self._not_a_streaming_client()
 
 

@@ -51,7 +51,7 @@ def port_forward_target(namespace: str, pod: str, ports: Sequence[int] = ()) -> 
 
 
 def logs_target(namespace: str, pod: str, container: str | None, *, follow: bool = True,
-                since_seconds: int | None = None, tail_lines: int | None = None) -> str:
+                since_seconds: int | None = None, tail_lines: int | None = None, timestamps: bool = False) -> str:
     query: list[tuple[str, str]] = []
     if container:
         query.append(("container", container))
@@ -61,5 +61,7 @@ def logs_target(namespace: str, pod: str, container: str | None, *, follow: bool
         query.append(("sinceSeconds", str(since_seconds)))
     if tail_lines is not None:
         query.append(("tailLines", str(tail_lines)))
+    if timestamps:
+        query.append(("timestamps", "true"))
     path = f"/api/v1/namespaces/{_seg(namespace)}/pods/{_seg(pod)}/log"
     return f"{path}?{urllib.parse.urlencode(query)}" if query else path

@@ -19,12 +19,12 @@ from conformance.transport.upgrade import record_request, record_response
 async def logs_follow(endpoint: Endpoint, namespace: str, pod: str, container: str | None = None, *,
                       max_bytes: int = 64 * 1024, max_duration: float = 5.0, since_seconds: int | None = None,
                       tail_lines: int | None = None, capture_limit: int = DEFAULT_CAPTURE_LIMIT,
-                      timeouts: Timeouts | None = None) -> LogsResult:
+                      timestamps: bool = False, timeouts: Timeouts | None = None) -> LogsResult:
     """Follow the container's log until ``max_bytes`` arrived, ``max_duration`` passed, or the server ends it."""
     deadline = Deadline(timeouts or Timeouts())
     evidence = Evidence(protocol_requested="http/1.1", protocol_negotiated="http/1.1")
     target = endpoint.path_prefix + logs_target(namespace, pod, container, since_seconds=since_seconds,
-                                                tail_lines=tail_lines)
+                                                tail_lines=tail_lines, timestamps=timestamps)
     headers = [("Host", endpoint.authority), *endpoint.request_headers(), ("Accept", "*/*")]
     capture = Capture(capture_limit)
     ended_by = "eof"

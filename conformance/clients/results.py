@@ -68,6 +68,7 @@ class ConnectionTransfer:
     sent_sha256: str
     received_sha256: str
     error_text: str = ""  # what the server wrote on the port's error stream/channel
+    first_difference: int | None = None  # offset of the first echoed byte that differs from the one sent
 
     @property
     def byte_exact(self) -> bool:

@@ -14,7 +14,7 @@ import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
-from conformance.transport.errors import PeerProtocolError
+from conformance.transport.errors import PeerProtocolError, Truncated
 
 BLOCK = 512
 MAX_META = 1024 * 1024  # one PAX / long-name record
@@ -36,6 +36,7 @@ class TarExtractor:
         self._out: BinaryIO | None = None
         self._pending_name: str | None = None
         self._ended = False
+        self._member_size = 0  # declared size of the current regular file
 
     async def feed(self, data: bytes) -> None:
         view = memoryview(data)
@@ -82,6 +83,7 @@ class TarExtractor:
         if info.isreg():
             target = self._target(name)
             self._remaining = info.size
+            self._member_size = info.size
             if target is not None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self._out = target.open("wb")
@@ -134,8 +136,12 @@ class TarExtractor:
             self._out = None
 
     def check_complete(self) -> None:
+        """A stream that stops early is truncated (the bytes that did arrive were well-formed tar)."""
+        if self._remaining and self._meta is None:
+            got = self._member_size - self._remaining
+            raise Truncated(f"tar stream ended early: {got} of {self._member_size} bytes of the file arrived")
         if self._remaining or self._header or not self._ended:
-            raise PeerProtocolError(f"tar stream ended early ({self._remaining} content bytes due)")
+            raise Truncated(f"tar stream ended early ({self._remaining} content bytes due, no end-of-archive)")
 
 
 def _pax_path(meta: bytes) -> str | None:

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 
 from conformance.clients.portforward import ForwardedConnection, open_port_forward
 from conformance.clients.results import ConnectionTransfer, PortForwardResult
+from conformance.model import Evidence
 from conformance.transport.endpoint import Endpoint
-from conformance.transport.errors import ConnectionReset, DataMismatch, StreamingError, map_exception
+from conformance.transport.errors import DataMismatch, StreamingError, Truncated, map_exception
 from conformance.transport.timeouts import Deadline, Phase, PhaseTimeout, Timeouts
 
 CHUNK = 256 * 1024
@@ -37,6 +38,10 @@ async def echo_transfer(conn: ForwardedConnection, size: int, *, seed: int = 0,
     """Send ``size`` bytes and read the echo concurrently; compare counts and sha256."""
     sent_hash, received_hash = hashlib.sha256(), hashlib.sha256()
     sent = received = 0
+    # The echo is compared as it arrives against the same seeded stream: the first differing offset
+    # costs one memcmp per chunk (the sha256 pair stays the verdict).
+    expected = _Expected(size, seed)
+    first_difference: int | None = None
 
     async def send() -> None:
         nonlocal sent
@@ -47,14 +52,19 @@ async def echo_transfer(conn: ForwardedConnection, size: int, *, seed: int = 0,
         await conn.close_write()
 
     async def receive() -> None:
-        nonlocal received
+        nonlocal received, first_difference
         # Stop at the expected size: whether our FIN reaches the pod's socket as a half-close is the
         # server's business (kwok, for one, never passes it on), so waiting for EOF could hang.
         while received < size:
             chunk = await conn.read()
             if not chunk:
                 break
+            if received == 0 and callable(on_first_byte):
+                on_first_byte()
             received_hash.update(chunk)
+            if first_difference is None:
+                at = expected.first_difference(chunk)
+                first_difference = None if at is None else received + at
             received += len(chunk)
 
     sender = asyncio.create_task(send())
@@ -69,7 +79,27 @@ async def echo_transfer(conn: ForwardedConnection, size: int, *, seed: int = 0,
             await sender
         await conn.aclose()
     return ConnectionTransfer(port=conn.port, sent=sent, received=received, sent_sha256=sent_hash.hexdigest(),
-                              received_sha256=received_hash.hexdigest(), error_text=conn.error_text)
+                              received_sha256=received_hash.hexdigest(), error_text=conn.error_text,
+                              first_difference=first_difference)
+
+
+class _Expected:
+    """The seeded payload again, consumed in step with the echo."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self._chunks = payload_chunks(size, seed)
+        self._buffer = b""
+
+    def first_difference(self, chunk: bytes) -> int | None:
+        while len(self._buffer) < len(chunk):
+            more = next(self._chunks, None)
+            if more is None:
+                break
+            self._buffer += more
+        want, self._buffer = self._buffer[: len(chunk)], self._buffer[len(chunk) :]
+        if chunk == want:
+            return None
+        return next((i for i, (a, b) in enumerate(zip(chunk, want, strict=False)) if a != b), len(want))
 
 
 async def port_forward_echo(endpoint: Endpoint, namespace: str, pod: str, port: int, *, protocol: str = "spdy",
@@ -80,12 +110,17 @@ async def port_forward_echo(endpoint: Endpoint, namespace: str, pod: str, port: 
     session = await open_port_forward(endpoint, namespace, pod, protocol=protocol, deadline=deadline)
     evidence = session.evidence
     started = time.monotonic()
+
+    def first_byte() -> None:
+        if evidence.timings.first_byte_s is None:
+            evidence.timings.first_byte_s = deadline.elapsed()
+
     try:
         try:
             async with asyncio.timeout(deadline.remaining()):
                 async def one(index: int) -> ConnectionTransfer:
                     conn = await session.connect(port)
-                    return await echo_transfer(conn, size, seed=index)
+                    return await echo_transfer(conn, size, seed=index, on_first_byte=first_byte)
 
                 transfers = await asyncio.gather(*(one(i) for i in range(connections)))
         except TimeoutError as exc:
@@ -106,9 +141,23 @@ async def port_forward_echo(endpoint: Endpoint, namespace: str, pod: str, port: 
     evidence.notes.append(f"{connections} connection(s) x {size} B echoed in {seconds:.3f}s")
     bad = [t for t in transfers if not t.byte_exact]
     if bad:
-        t = bad[0]
-        cls = ConnectionReset if t.received < t.sent else DataMismatch
-        raise cls(f"{len(bad)} of {connections} connections not byte-exact (first: sent {t.sent} B, echoed "
-                  f"{t.received} B{', error: ' + t.error_text if t.error_text else ''})",
-                  phase=Phase.STREAM, evidence=evidence)
+        raise transfer_failure(bad, connections, evidence)
     return result
+
+
+def transfer_failure(bad: list[ConnectionTransfer], connections: int, evidence: Evidence) -> StreamingError:
+    """Different bytes (with the first differing offset) outrank a short echo; a clean short echo is Truncated
+    ("N of M bytes"): a reset would have raised while reading."""
+    error = f", error: {bad[0].error_text}" if bad[0].error_text else ""
+    wrong = [t for t in bad if t.first_difference is not None and t.first_difference < t.received]
+    if wrong:
+        t = wrong[0]
+        return DataMismatch(f"{len(bad)} of {connections} connections not byte-exact: port {t.port} echoed a "
+                            f"different byte at offset {t.first_difference} ({t.received} of {t.sent} bytes "
+                            f"arrived){error}", phase=Phase.STREAM, evidence=evidence)
+    t = bad[0]
+    if t.received < t.sent:
+        return Truncated(f"{len(bad)} of {connections} connections ended early: {t.received} of {t.sent} bytes "
+                         f"echoed{error}", phase=Phase.STREAM, evidence=evidence)
+    return DataMismatch(f"{len(bad)} of {connections} connections not byte-exact: {t.received} bytes echoed for "
+                        f"{t.sent} sent{error}", phase=Phase.STREAM, evidence=evidence)

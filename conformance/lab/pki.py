@@ -255,6 +255,38 @@ def make_client_cert(
         return _ensure_client(directory, name, identity, authority)
 
 
+def make_expired_serving_cert(directory: Path, name: str, *, hosts: Iterable[str] = DEFAULT_HOSTS) -> CertKeyPair:
+    """A throwaway serving cert signed by the lab CA that expired a day ago (tests: an expired certificate
+    must fail the tls cell). Always written anew; never used by the lab itself."""
+    _check_name(name)
+    with _locked(directory):
+        authority = _load_authority(_pair(directory, CA_NAME))
+        pair = _pair(directory, f"expired-{name}")
+        key = _new_cert_key()
+        now = _now()
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(authority.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=30))
+            .not_valid_after(now - dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    sorted(_general_names(tuple(hosts)), key=lambda n: (type(n).__name__, str(n.value)))
+                ),
+                critical=False,
+            )
+        )
+        cert = builder.sign(authority.key, hashes.SHA256())
+        _write_atomic(pair.key, _key_pem(key), KEY_MODE)
+        _write_atomic(pair.cert, cert.public_bytes(serialization.Encoding.PEM), CERT_MODE)
+        return pair
+
+
 # --- internals -------------------------------------------------------------------------------------------
 
 

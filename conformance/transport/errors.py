@@ -182,6 +182,12 @@ class DataMismatch(StreamingError):
     error_class = ErrorClass.DATA_MISMATCH
 
 
+class Truncated(StreamingError):
+    """A stream ended cleanly (a close, not a reset) before every byte arrived: "N of M bytes"."""
+
+    error_class = ErrorClass.TRUNCATED
+
+
 class RemoteCommandFailed(StreamingError):
     """The server reported a failure Status (not a non-zero exit: that is a normal result)."""
 

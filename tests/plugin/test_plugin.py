@@ -7,6 +7,7 @@ The plugin is loaded through its `pytest11` entry point (the package is installe
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,14 @@ pytest_plugins = ["pytester"]
 SUITES = Path(__file__).resolve().parents[2] / "suites"
 # Read before pytester points HOME at a temporary directory, which would hide the running lab and the cache.
 LAB_DIR, CACHE_DIR = str(lab_dir()), str(cache_dir())
+
+
+@pytest.fixture(autouse=True)
+def _this_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The subprocess imports the plugin from this checkout, not from wherever the package is installed
+    (an editable install may point at another worktree)."""
+    root = str(SUITES.parent)
+    monkeypatch.setenv("PYTHONPATH", root + (":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
 
 
 @pytest.fixture
@@ -37,6 +46,9 @@ def test_help_lists_every_option_with_its_env_var(pytester: pytest.Pytester) -> 
         ("--probe-timeout", "CONFORMANCE_PROBE_TIMEOUT"),
         ("--results", "CONFORMANCE_RESULTS"),
         ("--concurrency", "CONFORMANCE_CONCURRENCY"),
+        ("--payload-mib", "CONFORMANCE_PAYLOAD_MIB"),
+        ("--idle-s", "CONFORMANCE_IDLE_S"),
+        ("--no-idle", "CONFORMANCE_NO_IDLE"),
         ("--kubeconfig", "CONFORMANCE_KUBECONFIG"),
     ):
         assert option in out and env in out
@@ -47,6 +59,17 @@ def test_bad_probe_timeout_names_its_source(pytester: pytest.Pytester, monkeypat
     result = pytester.runpytest_subprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*probe-timeout from CONFORMANCE_PROBE_TIMEOUT must be a positive float*soon*"])
+
+
+@pytest.mark.parametrize(("env", "value"), [("CONFORMANCE_PAYLOAD_MIB", "lots"), ("CONFORMANCE_IDLE_S", "-5"),
+                                            ("CONFORMANCE_NO_IDLE", "maybe")])
+def test_bad_payload_idle_settings_name_their_source(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, env: str, value: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*from {env} must be*"])
 
 
 def test_config_error_names_file_and_key(suite: pytest.Pytester) -> None:

@@ -87,3 +87,22 @@ def test_markdown_rendering() -> None:
     assert ("| `jetstack-direct-websocket-regress-pass-kubectl-1.36` | pass -> fail | "
             '`"HTTP/1.1 400 Bad Request" error: Upgrade request required` |') in text
     assert "| `jetstack-direct-websocket-removed-kubectl-1.36` | pass -> absent |" in text
+
+
+def test_timing_regressions_come_after_outcome_regressions() -> None:
+    from conformance.model import Timings
+
+    def c(op: str, total: float, outcome: Outcome = P) -> object:
+        return build_cell(operation=op, outcome=outcome, timings=Timings(total_s=total))
+
+    old = build_results([c("a-regress", 1.0), c("slower", 1.0), c("noise", 1.0), c("tiny", 0.1)])  # type: ignore[list-item]
+    new = build_results([c("a-regress", 1.0, F), c("slower", 1.6), c("noise", 1.4), c("tiny", 0.25)])  # type: ignore[list-item]
+    diff = diff_results(old, new)
+    assert [ch.kind for ch in diff.changes] == [ChangeKind.REGRESSION, ChangeKind.SLOWER]
+    assert _ops(diff.of(ChangeKind.SLOWER)) == ["slower"]  # +40 % and +150 ms (tiny) stay below the thresholds
+    assert diff.of(ChangeKind.SLOWER)[0].transition == "total 1.00 s -> 1.60 s (+60%)"
+    assert "TIMING REGRESSIONS (1)" in render_diff_terminal(diff)
+    looser = diff_results(old, new, slower_pct=10, slower_ms=100)
+    assert _ops(looser.of(ChangeKind.SLOWER)) == ["slower", "noise", "tiny"]
+    only_slower = diff_results(build_results([c("slower", 1.0)]), build_results([c("slower", 5.0)]))  # type: ignore[list-item]
+    assert not only_slower.has_regressions  # timings flag, they do not gate

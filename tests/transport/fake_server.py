@@ -8,8 +8,11 @@ for it before counting file descriptors.
 
 Commands (the ``command`` query): ``echo WORDS...``, ``exit N``, ``cat`` (echo stdin until EOF).
 Faults (``FakeServer.fault``) apply after the upgrade unless noted: ``stall``, ``reset`` (some output,
-then a TCP RST), ``garbage``, ``huge-frame``, ``unknown-stream``, ``no-exit-status``, and ``refuse``
-(answers the upgrade itself with ``refuse_status``/``refuse_headers``/``refuse_body``).
+then a TCP RST), ``garbage``, ``huge-frame``, ``unknown-stream``, ``no-exit-status``, ``refuse``
+(answers the upgrade itself with ``refuse_status``/``refuse_headers``/``refuse_body``), and on exec stdout
+and port-forward echoes ``truncate-after`` (``after`` good bytes, then a clean end: FIN, or exit Success
+and a close) and ``corrupt-after`` (one byte flipped at offset ``after``); ``swallow-eof``: the client's end
+of stdin never reaches ``cat``, which never exits. ``pattern N`` writes N bytes.
 """
 
 from __future__ import annotations
@@ -51,6 +54,29 @@ class Fault:
     refuse_reason: str = "Forbidden"
     refuse_headers: list[tuple[str, str]] = field(default_factory=list)
     refuse_body: bytes = b""
+    after: int = 0  # truncate-after / corrupt-after: how many good bytes of each stream pass first
+
+
+class _Mangler:
+    """One stream's bytes through the truncate-after / corrupt-after faults: N good bytes, then a clean end
+    (truncate) or one flipped byte (corrupt)."""
+
+    def __init__(self, fault: Fault) -> None:
+        self.fault = fault
+        self.passed = 0
+        self.ended = False
+
+    def __call__(self, data: bytes) -> bytes:
+        mode, after = self.fault.mode, self.fault.after
+        start, self.passed = self.passed, self.passed + len(data)
+        if mode == "truncate-after":
+            keep = max(0, after - start)
+            self.ended = self.ended or len(data) >= keep
+            return data[:keep]
+        if mode == "corrupt-after" and start <= after < start + len(data):
+            i = after - start
+            return data[:i] + bytes([data[i] ^ 0x5A]) + data[i + 1 :]
+        return data
 
 
 class FakeServer:
@@ -198,17 +224,17 @@ class FakeServer:
                     writer.write(spdy.send(event.response()))
                 elif isinstance(event, Data) and event.stream_id == streams.get("stdin"):
                     stdin += event.data
-                    stdin_done = stdin_done or event.fin
+                    stdin_done = stdin_done or (event.fin and self.fault.mode != "swallow-eof")
                 elif isinstance(event, RstStream) and event.stream_id == streams.get("stdin"):
                     stdin_done = True
                 elif isinstance(event, ConnectionClosed):
                     return
             if not data:
                 return
-            if wanted <= streams.keys() and (stdin_done or query.get("command", [""])[0] != "cat"):
+            if wanted <= streams.keys() and (stdin_done or _command(query)[:1] != ["cat"]):
                 break
         await writer.drain()
-        out, code = _run(query.get("command", []), bytes(stdin))
+        out, code = _run(_command(query), bytes(stdin))
         out_id, err_id = streams["stdout"], streams["error"]
         mode = self.fault.mode
         if await self._after_upgrade_fault(reader, writer, spdy.send_data(out_id, out[:100] or b"partial")):
@@ -218,7 +244,7 @@ class FakeServer:
         elif mode == "unknown-stream":
             writer.write(struct.pack(">II", 99, 5) + b"hello")  # an odd id the client never opened
         else:
-            writer.write(spdy.send_data(out_id, out, fin=True))
+            writer.write(spdy.send_data(out_id, _Mangler(self.fault)(out), fin=True))
             if mode != "no-exit-status":
                 status = encode_status_success() if code == 0 else encode_status_exit_code(code, f"exit status {code}")
                 writer.write(spdy.send_data(err_id, status))
@@ -232,14 +258,14 @@ class FakeServer:
 
     async def _spdy_port_forward(self, spdy: SpdyConnection, reader: asyncio.StreamReader,
                                  writer: asyncio.StreamWriter) -> None:
-        data_streams: set[int] = set()
+        data_streams: dict[int, _Mangler] = {}
         while data := await reader.read(65536):
             spdy.receive_data(data)
             for event in spdy.events():
                 if isinstance(event, SynStream):
                     writer.write(spdy.send(event.response()))
                     if header_value(event.headers, "streamtype") == "data":
-                        data_streams.add(event.stream_id)
+                        data_streams[event.stream_id] = _Mangler(self.fault)
                         if self.fault.mode == "unknown-stream":
                             writer.write(struct.pack(">II", 97, 1) + b"x")
                 elif isinstance(event, Ping | StreamError):
@@ -247,8 +273,16 @@ class FakeServer:
                 elif isinstance(event, Data) and event.stream_id in data_streams:
                     if self.fault.mode == "stall":
                         continue
+                    mangle = data_streams[event.stream_id]
+                    if mangle.ended:
+                        continue
                     if event.data:
-                        writer.write(spdy.send_data(event.stream_id, event.data))
+                        echoed = mangle(event.data)
+                        if echoed:
+                            writer.write(spdy.send_data(event.stream_id, echoed))
+                        if mangle.ended:
+                            writer.write(spdy.send_fin(event.stream_id))
+                            continue
                     if event.fin:
                         writer.write(spdy.send_fin(event.stream_id))
             await writer.drain()
@@ -285,7 +319,7 @@ class FakeServer:
     async def _ws_exec(self, ws: ServerProtocol, subprotocol: str, query: dict[str, list[str]],
                        reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         codec = ChannelCodec(subprotocol, role=Role.SERVER)
-        command = query.get("command", [])
+        command = _command(query)
         stdin = bytearray()
         if command[:1] == ["cat"]:
             while True:
@@ -300,7 +334,7 @@ class FakeServer:
                         if isinstance(event, ChannelData) and event.channel == 0:
                             stdin += event.data
                         elif event is not None and not isinstance(event, ChannelData):
-                            done = True  # v5 CLOSE for stdin
+                            done = self.fault.mode != "swallow-eof"  # v5 CLOSE for stdin
                 if done:
                     break
         out, code = _run(command, bytes(stdin))
@@ -322,7 +356,7 @@ class FakeServer:
             writer.write(send(9, b"nobody listens on channel 9") + send(1, out))
             writer.write(send(3, encode_status_success()))
         else:
-            writer.write(send(1, out))
+            writer.write(send(1, _Mangler(self.fault)(out)))
             if mode != "no-exit-status" and codec.subprotocol.startswith(("v4", "v5")):
                 status = encode_status_success() if code == 0 else encode_status_exit_code(code, f"exit status {code}")
                 writer.write(send(3, status))
@@ -347,17 +381,36 @@ class FakeServer:
             assert isinstance(message, bytes)
             ws.send_binary(message)
         writer.write(b"".join(ws.data_to_send()))
+        manglers: dict[int, _Mangler] = {}
         while data := await reader.read(65536):
             ws.receive_data(data)
             for frame in ws.events_received():
                 if isinstance(frame, Frame) and frame.opcode is Opcode.BINARY:
                     event = codec.decode(bytes(frame.data))
                     if event is not None and event.data and self.fault.mode != "stall":
-                        message = codec.encode_data(event.port_index, event.data)
-                        assert isinstance(message, bytes)
-                        ws.send_binary(message)
+                        mangle = manglers.setdefault(event.port_index, _Mangler(self.fault))
+                        if mangle.ended:
+                            continue
+                        echoed = mangle(event.data)
+                        if echoed:
+                            message = codec.encode_data(event.port_index, echoed)
+                            assert isinstance(message, bytes)
+                            ws.send_binary(message)
+                        if mangle.ended and ws.close_sent is None:  # a clean end: close the session
+                            ws.send_close(1000)
             writer.write(b"".join(ws.data_to_send()))
             await writer.drain()
+            if ws.close_sent is not None and ws.close_rcvd is not None:
+                writer.close()  # the close handshake is done: the server ends TCP (RFC 6455 7.1.1)
+                return
+
+
+def _command(query: dict[str, list[str]]) -> list[str]:
+    """The command, with the probes' `sh -c "cat # marker"` read as `cat`."""
+    command = query.get("command", [])
+    if command[:2] == ["sh", "-c"] and len(command) > 2 and command[2].split("#")[0].strip() == "cat":
+        return ["cat"]
+    return command
 
 
 def _run(command: list[str], stdin: bytes) -> tuple[bytes, int]:
@@ -367,6 +420,8 @@ def _run(command: list[str], stdin: bytes) -> tuple[bytes, int]:
         return b"", int(command[1])
     if command[:1] == ["cat"]:
         return stdin, 0
+    if command[:1] == ["pattern"]:
+        return bytes(i % 251 for i in range(int(command[1]))), 0
     return b"", 127
 
 

@@ -9,9 +9,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conformance.clients.tar_stream import TarExtractor
-from conformance.transport.errors import PeerProtocolError
+from conformance.transport.errors import PeerProtocolError, Truncated
 
 
 def _tar(members: list[tuple[str, bytes]], fmt: int = tarfile.GNU_FORMAT) -> bytes:
@@ -66,5 +68,26 @@ def test_truncated_archive_is_reported(tmp_path: Path) -> None:
     extractor = TarExtractor(tmp_path / "f", "f")
     asyncio.run(extractor.feed(archive[:1000]))
     extractor.close()
-    with pytest.raises(PeerProtocolError, match="ended early"):
+    with pytest.raises(Truncated, match="488 of 2000 bytes"):
         extractor.check_complete()
+
+
+FILE = bytes(range(256)) * 40  # 10 KiB
+ARCHIVE = _tar([("f", FILE)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(min_value=0, max_value=len(ARCHIVE) - 1))
+def test_a_stream_cut_after_any_n_bytes_is_truncated_or_mismatched(tmp_path_factory: pytest.TempPathFactory,
+                                                                    n: int) -> None:
+    """Cut anywhere before the end-of-archive block: Truncated; a short file never passes as complete."""
+    extractor = TarExtractor(tmp_path_factory.mktemp("cut") / "f", "f")
+    asyncio.run(extractor.feed(ARCHIVE[:n]))
+    extractor.close()
+    complete = n >= 512 + len(FILE) + 512  # header, content, the first end-of-archive block
+    if complete:
+        extractor.check_complete()  # everything that matters arrived (only record padding is missing)
+        assert extractor.sha256.hexdigest() == hashlib.sha256(FILE).hexdigest()
+    else:
+        with pytest.raises(Truncated):
+            extractor.check_complete()
