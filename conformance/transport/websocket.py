@@ -6,8 +6,9 @@ the same per-phase timings and the same typed proxy errors, then hand the transp
 (``set_protocol`` + ``connection_made`` + ``handshake``). A refused handshake keeps the status,
 headers and body of ``InvalidStatus.response``.
 
-Settings follow client-go: no compression (the Go servers do not negotiate it), a ping every 5 s,
-messages capped (``MAX_MESSAGE``) so a peer cannot make us buffer without bound.
+Settings follow client-go: no compression (the Go servers do not negotiate it), a ping after 5 s without
+traffic from the peer (``QuietPingConnection``), messages capped (``MAX_MESSAGE``) so a peer cannot make us
+buffer without bound.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from collections.abc import AsyncIterator, Sequence
 from websockets.asyncio.client import ClientConnection
 from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
-from websockets.exceptions import InvalidHeader, NegotiationError
+from websockets.exceptions import ConnectionClosed, InvalidHeader, NegotiationError
+from websockets.frames import CloseCode
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
@@ -45,6 +47,45 @@ PING_INTERVAL = 5.0  # client-go's WebSocket ping period
 # asyncio's StreamWriter closes its transport when it is garbage collected (3.11+), and the stream we
 # connected with owns the transport we hand to websockets: keep it alive as long as the WebSocket.
 _STREAMS: weakref.WeakKeyDictionary[ClientConnection, ByteStream] = weakref.WeakKeyDictionary()
+
+
+class QuietPingConnection(ClientConnection):
+    """Keepalive pings only after ``ping_interval`` without a byte from the peer.
+
+    A ping during a busy download keeps nothing alive, and it is harmful on the legacy protocols the API
+    server proxies to the kubelet byte for byte (v4, base64, v1): its upgrade-aware proxy ends the session as
+    soon as the client-to-kubelet copy fails, so a ping written after the kubelet closed discards the output
+    still in flight (docs/findings.md). Idle sessions still get a ping every ``ping_interval``.
+    """
+
+    _last_received = 0.0
+
+    def data_received(self, data: bytes) -> None:
+        self._last_received = time.monotonic()
+        super().data_received(data)
+
+    async def keepalive(self) -> None:
+        assert self.ping_interval is not None
+        interval = self.ping_interval
+        self._last_received = self._last_received or time.monotonic()
+        try:
+            while True:
+                quiet = time.monotonic() - self._last_received
+                if quiet < interval:
+                    await asyncio.sleep(interval - quiet)
+                    continue
+                pong = await self.ping()
+                self._last_received = time.monotonic()  # the next ping comes one interval later at the earliest
+                if self.ping_timeout is not None:
+                    try:
+                        async with asyncio.timeout(self.ping_timeout):
+                            await pong
+                    except TimeoutError:
+                        async with self.send_context():
+                            self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                        return
+        except ConnectionClosed:
+            pass
 
 
 class KubernetesClientProtocol(ClientProtocol):
@@ -75,7 +116,7 @@ async def websocket_connect(endpoint: Endpoint, target: str, subprotocols: Seque
     full_target = endpoint.path_prefix + target
     uri = parse_uri(f"{scheme}://{endpoint.authority}{full_target}")
     protocol = KubernetesClientProtocol(uri, subprotocols=[Subprotocol(p) for p in subprotocols], max_size=max_message)
-    ws = ClientConnection(protocol, ping_interval=PING_INTERVAL, ping_timeout=deadline.timeouts.read,
+    ws = QuietPingConnection(protocol, ping_interval=PING_INTERVAL, ping_timeout=deadline.timeouts.read,
                           close_timeout=deadline.timeouts.close, max_queue=max_queue)
     transport = stream.transport
     _STREAMS[ws] = stream
