@@ -22,6 +22,7 @@ from conformance.config import HarnessConfig
 from conformance.expectations import Expectations, judge
 from conformance.identity import AuditTail, identity_from_audit_event, identity_mismatch, self_subject_review
 from conformance.model import CellKey, CellResult, ErrorClass, Evidence, Identity, Observation, Outcome
+from conformance.proxy_audit import ProxyAuditLogs, build_chain
 from conformance.redact import redact
 from probes.common import ProbeContext
 from probes.cp import probe_cp_download, probe_cp_upload
@@ -117,7 +118,8 @@ def enumerate_cells(
                         if protocols and protocol not in protocols:
                             continue
                         key = CellKey(target=target, path=path, protocol=protocol, operation=op, client=client_name)
-                        cells.append(Cell(key, user))
+                        # A target may name its own user (a service account for token passthrough).
+                        cells.append(Cell(key, config.targets[target].user or user))
     return cells
 
 
@@ -134,6 +136,9 @@ class CellRunner:
         self.expectations = expectations
         self.probe_timeout_s = probe_timeout_s
         self.audit = AuditTail(config.audit_log) if config.audit_log else None
+        self.proxy_audit = ProxyAuditLogs(
+            {name: t.proxy_audit for name, t in config.targets.items() if t.proxy_audit is not None}
+        )
 
     def run(self, cell: Cell) -> CellResult:
         return asyncio.run(self.run_async(cell))
@@ -248,7 +253,19 @@ class CellRunner:
     async def _proxy_audit_trail(self, cell: Cell, observation: Observation, markers: list[str]) -> None:
         """The impersonating proxy's own audit record of this request, where the target has one: fills
         `evidence.proxy_identity` and `evidence.audit_trail`; a broken chain is AUDIT_CHAIN_BROKEN."""
-        return None
+        if cell.key.target not in self.proxy_audit:
+            return
+        worked = observation.error_class is ErrorClass.NONE
+        wait = AUDIT_WAIT_WORKED_S if worked else AUDIT_WAIT_FAILED_S
+        event = await asyncio.to_thread(self.proxy_audit.find, cell.key.target, markers, wait)
+        chain = build_chain(event, observation.evidence.identity)
+        observation.evidence.proxy_identity = chain.proxy_identity
+        observation.evidence.audit_trail = chain.trail
+        # Security cells judge the refusal itself; a refused request has no chain to keep.
+        if chain.broken and worked and cell.key.operation in OPERATIONS:
+            observation.error_class = ErrorClass.AUDIT_CHAIN_BROKEN
+            observation.message = f"the audit chain is broken: {chain.broken}"
+            observation.evidence.error = observation.message
 
     @staticmethod
     def _identity_verdict(observation: Observation, identity: Identity | None, expect: dict[str, Any]) -> None:

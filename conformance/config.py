@@ -38,6 +38,8 @@ class Target:
     impersonating_proxy: dict[str, Any] | None = None  # the identity the API server sees for proxied requests
     standin: bool = False
     client_impersonation: str = "refuse"  # what it does with client Impersonate-*: "refuse" or "authorize"
+    user: str | None = None  # the config user its cells run as, overriding the run's user
+    proxy_audit: Path | None = None  # the impersonating proxy's own audit log (k8s audit JSON lines)
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,13 @@ def parse_config(data: Any, path: Path) -> HarnessConfig:
         endpoints = {"none": _endpoint(t, where, path)}
         for path_name, ep in (t.get("via") or {}).items():
             endpoints[path_name] = _endpoint(ep, f"{where}.via.{path_name}", path)
+        proxy_audit = t.get("proxy_audit") or {}
+        if proxy_audit and (proxy_audit.get("type") != "file" or not proxy_audit.get("path")):
+            raise ConfigError(f"{path}: {where}.proxy_audit must be {{type: file, path: ..., format: k8s-audit}}")
+        if proxy_audit.get("format", "k8s-audit") != "k8s-audit":
+            raise ConfigError(
+                f"{path}: {where}.proxy_audit.format: only k8s-audit is read, got {proxy_audit['format']!r}"
+            )
         targets[name] = Target(
             name=name,
             description=t.get("description", ""),
@@ -194,6 +203,8 @@ def parse_config(data: Any, path: Path) -> HarnessConfig:
             impersonating_proxy=t.get("impersonating_proxy"),
             standin=bool(t.get("standin")),
             client_impersonation=t.get("client_impersonation", "refuse"),
+            user=t.get("user"),
+            proxy_audit=Path(proxy_audit["path"]) if proxy_audit else None,
         )
     paths = {"none": Path_("none", "straight to the target", "none")}
     for name, p in (data.get("paths") or {}).items():
@@ -205,6 +216,9 @@ def parse_config(data: Any, path: Path) -> HarnessConfig:
         cred = _need(u, "credential", f"users.{name}", path, dict)
         _need(cred, "type", f"users.{name}.credential", path)
         users[name] = User(name, cred, u.get("expect") or {})
+    for name, target in targets.items():
+        if target.user is not None and target.user not in users:
+            raise ConfigError(f"{path}: targets.{name}.user: {target.user!r} is not in users ({', '.join(users)})")
     workload = _workload(_need(data, "workload", "", path, dict), path)
     audit = (data.get("identity") or {}).get("audit") or {}
     audit_log = Path(audit["path"]) if audit.get("type") == "file" and audit.get("path") else None
@@ -233,7 +247,7 @@ def load_config(path: Path) -> HarnessConfig:
 
 
 def resolve_credential(path: Path, user: str, cred: dict[str, Any]) -> str:
-    """Turn a credential source into a token. Types: lab-oidc, token-file, env."""
+    """Turn a credential source into a token. Types: lab-oidc, lab-serviceaccount, token-file, env."""
     kind = cred.get("type")
     if kind == "lab-oidc":
         from conformance.lab.issuer import TokenKind, mint_token
@@ -245,6 +259,15 @@ def resolve_credential(path: Path, user: str, cred: dict[str, Any]) -> str:
             audience=cred.get("audience", "conformance-lab"),
             kind=TokenKind.VALID,
         )
+    if kind == "lab-serviceaccount":
+        from conformance.lab.bootstrap import service_account_token
+
+        try:
+            return service_account_token(
+                Path(cred["kubeconfig"]), cred["namespace"], cred["name"], int(cred.get("expiration_s", 600))
+            )
+        except KeyError as exc:
+            raise ConfigError(f"{path}: users.{user}.credential needs kubeconfig, namespace and name") from exc
     if kind == "token-file":
         try:
             return Path(cred["path"]).read_text().strip()
@@ -262,4 +285,6 @@ def resolve_credential(path: Path, user: str, cred: dict[str, Any]) -> str:
         if not value:
             raise ConfigError(f"{path}: users.{user}.credential: environment variable {cred.get('name')!r} is empty")
         return value
-    raise ConfigError(f"{path}: users.{user}.credential.type must be lab-oidc, token-file or env, got {kind!r}")
+    raise ConfigError(
+        f"{path}: users.{user}.credential.type must be lab-oidc, lab-serviceaccount, token-file or env, got {kind!r}"
+    )

@@ -4,6 +4,8 @@ Applied with the `kubernetes` client as the lab admin. Lab users' rights:
   alice (group devs)  exec, attach, port-forward, cp and logs in `conformance`
   bob                 get/list pods in `conformance`, nothing else
   mallory             nothing
+  sa-alice            a service account with alice's rights (the `streaming` Role), whose bound tokens the
+                      jetstack-passthrough target passes through unchanged
 Proxies (kube-oidc-proxy, openunison) may impersonate and run Token/SubjectAccessReviews, nothing more.
 """
 
@@ -18,7 +20,14 @@ from kubernetes.client.rest import ApiException
 from kubernetes.utils import FailToCreateError, create_from_dict
 
 from conformance.errors import LabError
-from conformance.lab.topology import CONTAINER_NAME, NAMESPACE, NODE_NAME, POD_NAMES, POD_PORT
+from conformance.lab.topology import (
+    CONTAINER_NAME,
+    LAB_SERVICE_ACCOUNT,
+    NAMESPACE,
+    NODE_NAME,
+    POD_NAMES,
+    POD_PORT,
+)
 
 PROXY_USERS = ("kube-oidc-proxy", "openunison-proxy")
 # Extras an impersonating proxy forwards: the API server's JWT authenticator adds credential-id for a token
@@ -59,6 +68,19 @@ def _objects() -> list[dict[str, Any]]:
             "metadata": {"name": "devs-streaming", "namespace": NAMESPACE},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "streaming"},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs"}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": LAB_SERVICE_ACCOUNT, "namespace": NAMESPACE},
+            "automountServiceAccountToken": False,
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "RoleBinding",
+            "metadata": {"name": f"{LAB_SERVICE_ACCOUNT}-streaming", "namespace": NAMESPACE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "streaming"},
+            "subjects": [{"kind": "ServiceAccount", "name": LAB_SERVICE_ACCOUNT, "namespace": NAMESPACE}],
         },
         {
             "apiVersion": rbac,
@@ -192,3 +214,29 @@ def wait_pods_running(kubeconfig: Path, deadline_s: float = POD_READY_DEADLINE_S
     finally:
         api.close()
     raise LabError(f"lab pods not Running after {deadline_s:.0f}s: {phases}")
+
+
+def service_account_uid(kubeconfig: Path, namespace: str = NAMESPACE, name: str = LAB_SERVICE_ACCOUNT) -> str:
+    """The service account's UID: the API server puts it in the user info of the account's tokens."""
+    api = admin_api(kubeconfig)
+    try:
+        return str(client.CoreV1Api(api).read_namespaced_service_account(name, namespace).metadata.uid)
+    except ApiException as exc:
+        raise LabError(f"cannot read service account {namespace}/{name}: {exc.status} {exc.reason}") from exc
+    finally:
+        api.close()
+
+
+def service_account_token(kubeconfig: Path, namespace: str, name: str, expiration_s: int) -> str:
+    """A bound, short-lived token for the service account, from the TokenRequest API, as the admin."""
+    api = admin_api(kubeconfig)
+    body = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_s)
+    )
+    try:
+        answer = client.CoreV1Api(api).create_namespaced_service_account_token(name, namespace, body)
+    except ApiException as exc:
+        raise LabError(f"TokenRequest for {namespace}/{name} refused: {exc.status} {exc.reason}") from exc
+    finally:
+        api.close()
+    return str(answer.status.token)

@@ -1,0 +1,88 @@
+"""The audit chain through an impersonating proxy: credential -> the user the proxy authenticated (its own
+audit log) -> the identity the API server applied (the API server's audit log).
+
+The proxy's event for a request is found the same way as the API server's (`identity.AuditTail`: a marker
+in requestURI or userAgent). `build_chain` is pure: given both ends, it says whether the chain is
+complete, and if not, why. A worked cell with a broken chain is a failure (cells.py): the proxy
+authenticated one user and the API server ran another, or the API server saw a request the proxy never
+logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conformance.identity import CREDENTIAL_ID, AuditTail
+from conformance.model import Identity
+
+COMPLETE = "complete"
+AUTHENTICATED = "system:authenticated"
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    proxy_identity: Identity | None
+    broken: str | None  # why the chain is broken; None when complete
+
+    @property
+    def trail(self) -> str:
+        return COMPLETE if self.broken is None else f"broken: {self.broken}"
+
+
+def proxy_identity_from_event(event: dict[str, Any]) -> Identity:
+    """The user a proxy's audit event says it authenticated (its `user`; a proxy impersonates no one itself)."""
+    user = event.get("user") or {}
+    extra = {k: list(v) for k, v in (user.get("extra") or {}).items()}
+    credential = extra.pop(CREDENTIAL_ID, None)
+    return Identity(
+        user=user.get("username", ""),
+        groups=list(user.get("groups") or []),
+        extra=extra,
+        uid=user.get("uid") or None,
+        credential_id=credential[0].split("=", 1)[0] if credential else None,
+        source="proxy-audit",
+    )
+
+
+def build_chain(proxy_event: dict[str, Any] | None, applied: Identity | None) -> Chain:
+    """Join the proxy's event for a request with the identity the API server applied to it."""
+    proxy = proxy_identity_from_event(proxy_event) if proxy_event is not None else None
+    api_logged = applied is not None and applied.source == "audit"
+    if proxy is None:
+        if api_logged:
+            assert applied is not None
+            return Chain(None, f"the API server ran the request as {applied.user!r} but the proxy never logged it")
+        return Chain(None, "no audit event for the request, neither the proxy's nor the API server's")
+    if applied is None:
+        return Chain(proxy, f"the proxy authenticated {proxy.user!r} but the API server logged no such request")
+    if not api_logged:
+        return Chain(
+            proxy, f"the API server's identity comes from a {applied.source}, not from its audit log of this request"
+        )
+    if applied.user != proxy.user:
+        return Chain(proxy, f"the proxy authenticated {proxy.user!r} but the API server ran {applied.user!r}")
+    # The API server adds system:authenticated to every identity it applies; the proxy may not list it.
+    lost = sorted(set(proxy.groups) - set(applied.groups) - {AUTHENTICATED})
+    added = sorted(set(applied.groups) - set(proxy.groups) - {AUTHENTICATED})
+    if lost or added:
+        return Chain(
+            proxy, f"groups changed between the proxy and the API server: lost {lost or '[]'}, added {added or '[]'}"
+        )
+    return Chain(proxy, None)
+
+
+class ProxyAuditLogs:
+    """One `AuditTail` per proxy audit file (targets sharing a proxy share its file and its tail)."""
+
+    def __init__(self, files: dict[str, Path]) -> None:
+        tails: dict[Path, AuditTail] = {}
+        self._by_target = {target: tails.setdefault(path, AuditTail(path)) for target, path in files.items()}
+
+    def __contains__(self, target: object) -> bool:
+        return target in self._by_target
+
+    def find(self, target: str, markers: list[str], deadline_s: float) -> dict[str, Any] | None:
+        # No subresource filter: a proxy's event may carry no objectRef; the marker is unique to the cell.
+        return self._by_target[target].find(markers, None, deadline_s)
