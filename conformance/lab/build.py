@@ -24,7 +24,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,12 @@ class Manifest:
     source: str = ""  # what it was built from (kube-oidc-proxy: module, tarball or directory, and where)
     source_digest: str = ""  # sha256 of that tarball or directory, or the module's go.sum hash
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """Unknown keys (from a newer build) are ignored, so one cache serves several versions of the code."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
     def save(self, directory: Path) -> None:
         (directory / "manifest.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
 
@@ -71,8 +77,7 @@ class Manifest:
         path = directory / "manifest.json"
         if not path.is_file():
             return None
-        data = json.loads(path.read_text())
-        manifest = cls(**data)
+        manifest = cls.from_dict(json.loads(path.read_text()))
         if not all(Path(p).is_file() for p in manifest.binaries.values()):
             return None
         return manifest
@@ -590,7 +595,7 @@ def installed_components() -> dict[str, Manifest]:
         return {}
     found: dict[str, Manifest] = {}
     for name, data in json.loads(index.read_text()).items():
-        manifest = Manifest(**data)
+        manifest = Manifest.from_dict(data)
         if all(Path(p).is_file() for p in manifest.binaries.values()):
             found[name] = manifest
     return found
