@@ -55,6 +55,10 @@ def build_chain(proxy_event: dict[str, Any] | None, applied: Identity | None) ->
             assert applied is not None
             return Chain(None, f"the API server ran the request as {applied.user!r} but the proxy never logged it")
         return Chain(None, "no audit event for the request, neither the proxy's nor the API server's")
+    if not proxy.user:
+        # kube-oidc-proxy v1.0.11 logs a request whose token it passed through (--token-passthrough) with an
+        # empty user: its log cannot say whose request it was (docs/findings.md).
+        return Chain(proxy, "the proxy logged the request with no user (a passed-through token is not recorded)")
     if applied is None:
         return Chain(proxy, f"the proxy authenticated {proxy.user!r} but the API server logged no such request")
     if not api_logged:

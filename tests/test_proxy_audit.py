@@ -87,3 +87,10 @@ def test_logs_found_by_marker_in_the_proxy_file(tmp_path: Path) -> None:
     event = logs.find("jetstack-sa", ["c1234"], 0.0)
     assert event is not None and event["user"]["username"] == "bob"
     assert logs.find("jetstack", ["old"], 0.0) is None  # written before the run began
+
+
+def test_a_proxy_event_without_a_user_cannot_complete_the_chain() -> None:
+    event = _event()
+    event["user"] = {}
+    chain = build_chain(event, _applied(user="system:serviceaccount:conformance:sa-alice"))
+    assert chain.broken == "the proxy logged the request with no user (a passed-through token is not recorded)"
