@@ -455,13 +455,14 @@ def build_kube_oidc_proxy(
     scratch.mkdir(parents=True, exist_ok=True)
     source = proxy_source.select_source(release, fetch_module(go, component, scratch), env)
     tag = source.digest.split(":", 1)[-1].replace("/", "_").replace("+", "-")[:12]
-    out = bin_root() / f"{component}-{release.version}-{tag}"
+    out = bin_root() / f"{component}-{release.version}-{tag}-{proxy_source.PATCH_REV}"
     if not force and (cached := Manifest.load(out)):
         progress(component, f"{release.version} ({source.kind}, {source.digest[:19]}) cached in {out}")
         return cached
     started = time.monotonic()
     progress(component, f"{release.version}: building from {source.describe()} ({source.digest[:19]}...)")
     root = _extract(component, source, scratch / f"{component}-{release.version}-{tag}")
+    proxy_source.patch_readiness_listener(root, release)
     out.mkdir(parents=True, exist_ok=True)
     progress(component, f"{release.version}: go build ./cmd (about 4.5 min cold on 2 cores)")
     env_go = go_env()
@@ -488,7 +489,11 @@ def build_kube_oidc_proxy(
         release.version,
         release.version,
         {component: str(out / "kube-oidc-proxy")},
-        notes=[f"built from {source.describe()}", f"release commit {release.commit}"],
+        notes=[
+            f"built from {source.describe()}",
+            f"release commit {release.commit}",
+            f"patched ({proxy_source.PATCH_REV}): the readiness probe listens on 127.0.0.1, not 0.0.0.0",
+        ],
         build_seconds=round(time.monotonic() - started, 1),
         source=source.describe(),
         source_digest=source.digest,

@@ -57,6 +57,26 @@ RELEASES: Mapping[str, ProxyRelease] = {
 }
 
 
+# The one edit the lab makes to a release before building it: both generations' readiness probe listens on
+# 0.0.0.0 whatever --bind-address says (pkg/probe/probe.go), and the lab listens on loopback only. Nothing
+# a client or the API server sees changes. (file, exact original, replacement); the anchor must appear
+# exactly once or the build stops. Part of the cache key: bump the revision when the edit changes.
+LOOPBACK_PATCH = ("pkg/probe/probe.go", 'net.JoinHostPort("0.0.0.0", port)', 'net.JoinHostPort("127.0.0.1", port)')
+PATCH_REV = "lo1"
+
+
+def patch_readiness_listener(root: Path, release: ProxyRelease) -> None:
+    rel, old, new = LOOPBACK_PATCH
+    path = root / rel
+    text = path.read_text() if path.is_file() else ""
+    if text.count(old) != 1:
+        raise ComponentError(
+            release.component,
+            f"patch anchor not found exactly once in {rel}: {old!r}; this release needs its loopback patch reviewed",
+        )
+    path.write_text(text.replace(old, new))
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """What to build from: `kind` is module, tarball or directory; `digest` names its content."""

@@ -134,3 +134,13 @@ def test_version_ldflags_target_the_package_that_prints_version() -> None:
     flags = proxy_source.version_ldflags(FORK)
     assert "-X github.com/jetstack/kube-oidc-proxy/cmd/app/options.gitVersion=v1.0.11" in flags
     assert f"options.gitCommit={FORK.commit}" in flags and "options.gitMinor=0" in flags
+
+
+def test_the_readiness_listener_patch_edits_one_literal_or_stops(tmp_path: Path) -> None:
+    probe = tmp_path / "pkg" / "probe" / "probe.go"
+    probe.parent.mkdir(parents=True)
+    probe.write_text('err := http.ListenAndServe(net.JoinHostPort("0.0.0.0", port), h.handler)\n')
+    proxy_source.patch_readiness_listener(tmp_path, FORK)
+    assert probe.read_text() == 'err := http.ListenAndServe(net.JoinHostPort("127.0.0.1", port), h.handler)\n'
+    with pytest.raises(ComponentError, match="patch anchor not found"):
+        proxy_source.patch_readiness_listener(tmp_path, FORK)  # already patched: the anchor is gone
