@@ -258,7 +258,12 @@ class CellRunner:
         worked = observation.error_class is ErrorClass.NONE
         wait = AUDIT_WAIT_WORKED_S if worked else AUDIT_WAIT_FAILED_S
         event = await asyncio.to_thread(self.proxy_audit.find, cell.key.target, markers, wait)
-        chain = build_chain(event, observation.evidence.identity)
+        finished = True
+        if event is None and self.audit is not None:
+            # The newest API server event for the request says whether it has ended there (cached lines).
+            api_event = await asyncio.to_thread(self.audit.find, markers, SUBRESOURCE.get(cell.key.operation), 0.0)
+            finished = api_event is None or api_event.get("stage") != "ResponseStarted"
+        chain = build_chain(event, observation.evidence.identity, api_finished=finished)
         observation.evidence.proxy_identity = chain.proxy_identity
         observation.evidence.audit_trail = chain.trail
         # Security cells judge the refusal itself; a refused request has no chain to keep.

@@ -24,11 +24,14 @@ AUTHENTICATED = "system:authenticated"
 @dataclass(frozen=True, slots=True)
 class Chain:
     proxy_identity: Identity | None
-    broken: str | None  # why the chain is broken; None when complete
+    broken: str | None  # why the chain is broken (a proven break); None when complete or unverified
+    unverified: str | None = None  # why neither complete nor broken can be shown (an end was not found)
 
     @property
     def trail(self) -> str:
-        return COMPLETE if self.broken is None else f"broken: {self.broken}"
+        if self.broken is not None:
+            return f"broken: {self.broken}"
+        return COMPLETE if self.unverified is None else f"unverified: {self.unverified}"
 
 
 def proxy_identity_from_event(event: dict[str, Any]) -> Identity:
@@ -46,15 +49,22 @@ def proxy_identity_from_event(event: dict[str, Any]) -> Identity:
     )
 
 
-def build_chain(proxy_event: dict[str, Any] | None, applied: Identity | None) -> Chain:
-    """Join the proxy's event for a request with the identity the API server applied to it."""
+def build_chain(
+    proxy_event: dict[str, Any] | None, applied: Identity | None, *, api_finished: bool = True
+) -> Chain:
+    """Join the proxy's event for a request with the identity the API server applied to it.
+
+    `api_finished`: the API server has logged the end of the request (ResponseComplete or Panic). A proxy
+    logs a request when it ends, so a request still open at the API server may not be in its log yet."""
     proxy = proxy_identity_from_event(proxy_event) if proxy_event is not None else None
     api_logged = applied is not None and applied.source == "audit"
     if proxy is None:
-        if api_logged:
-            assert applied is not None
-            return Chain(None, f"the API server ran the request as {applied.user!r} but the proxy never logged it")
-        return Chain(None, "no audit event for the request, neither the proxy's nor the API server's")
+        if not api_logged:
+            return Chain(None, None, "neither audit log has an event with the request's marker")
+        assert applied is not None
+        if not api_finished:
+            return Chain(None, None, "the request is still open at the API server; the proxy logs it when it ends")
+        return Chain(None, f"the API server ran the request as {applied.user!r} but the proxy never logged it")
     if not proxy.user:
         # kube-oidc-proxy v1.0.11 logs a request whose token it passed through (--token-passthrough) with an
         # empty user: its log cannot say whose request it was (docs/findings.md).

@@ -73,8 +73,15 @@ def test_an_identity_from_selfsubjectreview_cannot_complete_the_chain() -> None:
     assert chain.broken is not None and "selfsubjectreview" in chain.broken
 
 
-def test_nothing_logged_anywhere_is_broken_too() -> None:
-    assert build_chain(None, None).broken is not None
+def test_nothing_found_anywhere_is_unverified_not_broken() -> None:
+    # e.g. a client whose requests carry no marker: neither end can be found, nothing is proven
+    chain = build_chain(None, _applied(source="selfsubjectreview"))
+    assert chain.broken is None and chain.trail.startswith("unverified: neither audit log")
+
+
+def test_a_request_still_open_at_the_api_server_is_unverified() -> None:
+    chain = build_chain(None, _applied(), api_finished=False)
+    assert chain.broken is None and chain.trail.startswith("unverified: the request is still open")
 
 
 def test_logs_found_by_marker_in_the_proxy_file(tmp_path: Path) -> None:
