@@ -49,9 +49,7 @@ def proxy_identity_from_event(event: dict[str, Any]) -> Identity:
     )
 
 
-def build_chain(
-    proxy_event: dict[str, Any] | None, applied: Identity | None, *, api_finished: bool = True
-) -> Chain:
+def build_chain(proxy_event: dict[str, Any] | None, applied: Identity | None, *, api_finished: bool = True) -> Chain:
     """Join the proxy's event for a request with the identity the API server applied to it.
 
     `api_finished`: the API server has logged the end of the request (ResponseComplete or Panic). A proxy
@@ -67,8 +65,9 @@ def build_chain(
         return Chain(None, f"the API server ran the request as {applied.user!r} but the proxy never logged it")
     if not proxy.user:
         # kube-oidc-proxy v1.0.11 logs a request whose token it passed through (--token-passthrough) with an
-        # empty user: its log cannot say whose request it was (docs/findings.md).
-        return Chain(proxy, "the proxy logged the request with no user (a passed-through token is not recorded)")
+        # empty user: it authenticated no one itself, and its log cannot say whose request it was
+        # (docs/findings.md). Nothing contradicts the API server, nothing confirms it.
+        return Chain(proxy, None, "the proxy logged the request with no user (a passed-through token is not recorded)")
     if applied is None:
         return Chain(proxy, f"the proxy authenticated {proxy.user!r} but the API server logged no such request")
     if not api_logged:
