@@ -73,6 +73,8 @@ ELEVATED_GROUP = "system:masters"
 IDLE_CAP_S = 90.0
 AUDIT_WAIT_WORKED_S = 5.0
 AUDIT_WAIT_FAILED_S = 1.0
+# How long a request the API server finished may take to appear in the proxy's audit log (see above).
+PROXY_AUDIT_GRACE_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,10 @@ class CellRunner:
             # The newest API server event for the request says whether it has ended there (cached lines).
             api_event = await asyncio.to_thread(self.audit.find, markers, SUBRESOURCE.get(cell.key.operation), 0.0)
             finished = api_event is None or api_event.get("stage") != "ResponseStarted"
+            if api_event is not None and finished:
+                # The proxy logs a request when the client's connection ends, which a client may hold open
+                # after its session (the Python client: up to 12.5 s measured): wait before calling it lost.
+                event = await asyncio.to_thread(self.proxy_audit.find, cell.key.target, markers, PROXY_AUDIT_GRACE_S)
         chain = build_chain(event, observation.evidence.identity, api_finished=finished)
         observation.evidence.proxy_identity = chain.proxy_identity
         observation.evidence.audit_trail = chain.trail
