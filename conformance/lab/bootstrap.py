@@ -227,8 +227,25 @@ def service_account_uid(kubeconfig: Path, namespace: str = NAMESPACE, name: str 
         api.close()
 
 
+# Minted tokens by (kubeconfig, namespace, name, expiration): (token, monotonic time it was minted). A cell
+# needs a token each time it runs; a TokenRequest per cell would cost an API round trip on the harness's
+# event loop each time, so a token is reused for the first half of its life.
+_SA_TOKENS: dict[tuple[str, str, str, int], tuple[str, float]] = {}
+
+
 def service_account_token(kubeconfig: Path, namespace: str, name: str, expiration_s: int) -> str:
-    """A bound, short-lived token for the service account, from the TokenRequest API, as the admin."""
+    """A bound, short-lived token for the service account (TokenRequest API, as the admin); reused for the
+    first half of its lifetime."""
+    key = (str(kubeconfig), namespace, name, expiration_s)
+    cached = _SA_TOKENS.get(key)
+    if cached is not None and time.monotonic() - cached[1] < expiration_s / 2:
+        return cached[0]
+    token = _request_service_account_token(kubeconfig, namespace, name, expiration_s)
+    _SA_TOKENS[key] = (token, time.monotonic())
+    return token
+
+
+def _request_service_account_token(kubeconfig: Path, namespace: str, name: str, expiration_s: int) -> str:
     api = admin_api(kubeconfig)
     body = client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_s)
