@@ -434,4 +434,9 @@ def kube_oidc_proxy_argv(layout: Layout, proxy: OidcProxy = OIDC_PROXIES[0]) -> 
         # A token the proxy's OIDC authenticator rejects is checked with a TokenReview (API server audiences)
         # and, if valid, forwarded unchanged, not impersonated.
         argv.append("--token-passthrough")
+        # Each passed-through request costs one uncached TokenReview through the proxy's client-go client,
+        # whose default limit (5 QPS, burst 10) delayed requests by over a second under the suite's 16
+        # concurrent cells (its log: "client-side throttling"). An operator running passthrough at any rate
+        # sets these; the finding is in docs/findings.md.
+        argv += ["--kube-client-qps=100", "--kube-client-burst=200"]
     return argv
