@@ -115,6 +115,10 @@ class PythonClientAdapter:
                 closed_by_us = True
         # After we hang up there is no Status to read: the exit code is unknown, by the protocol's design.
         code = None if closed_by_us else resp.returncode
+        if not closed_by_us:
+            # The server ended the session, but the client keeps its socket until garbage collection (seconds
+            # to a minute); a proxy in between logs the request only when that socket closes.
+            resp.close()
         result = OpResult(ErrorClass.NONE, evidence, stdout=bytes(out), stderr=bytes(err), exit_code=code)
         evidence.exit_code = code
         if expect_exit is not None and code != expect_exit and stdin is None:
