@@ -259,7 +259,8 @@ class CellRunner:
             return
         worked = observation.error_class is ErrorClass.NONE
         wait = AUDIT_WAIT_WORKED_S if worked else AUDIT_WAIT_FAILED_S
-        event = await asyncio.to_thread(self.proxy_audit.find, cell.key.target, markers, wait)
+        sub = SUBRESOURCE.get(cell.key.operation)
+        event = await asyncio.to_thread(self.proxy_audit.find, cell.key.target, markers, wait, sub)
         finished = True
         if event is None and self.audit is not None:
             # The newest API server event for the request says whether it has ended there (cached lines).
@@ -267,8 +268,11 @@ class CellRunner:
             finished = api_event is None or api_event.get("stage") != "ResponseStarted"
             if api_event is not None and finished:
                 # The proxy logs a request when the client's connection ends, which a client may hold open
-                # after its session (the Python client: up to 12.5 s measured): wait before calling it lost.
-                event = await asyncio.to_thread(self.proxy_audit.find, cell.key.target, markers, PROXY_AUDIT_GRACE_S)
+                # after its session (a client that leaves its socket to the garbage collector): wait before
+                # calling it lost.
+                event = await asyncio.to_thread(
+                    self.proxy_audit.find, cell.key.target, markers, PROXY_AUDIT_GRACE_S, sub
+                )
         chain = build_chain(event, observation.evidence.identity, api_finished=finished)
         observation.evidence.proxy_identity = chain.proxy_identity
         observation.evidence.audit_trail = chain.trail

@@ -10,6 +10,7 @@ logged.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from conformance.identity import CREDENTIAL_ID, AuditTail
 from conformance.model import Identity
 
 COMPLETE = "complete"
+POLL_S = 0.1
 AUTHENTICATED = "system:authenticated"
 
 
@@ -96,6 +98,20 @@ class ProxyAuditLogs:
     def __contains__(self, target: object) -> bool:
         return target in self._by_target
 
-    def find(self, target: str, markers: list[str], deadline_s: float) -> dict[str, Any] | None:
-        # No subresource filter: a proxy's event may carry no objectRef; the marker is unique to the cell.
-        return self._by_target[target].find(markers, None, deadline_s)
+    def find(
+        self, target: str, markers: list[str], deadline_s: float, subresource: str | None = None
+    ) -> dict[str, Any] | None:
+        """The newest event with a marker, and for a `subresource` one whose path ends with it. A proxy's
+        events carry no objectRef for pods (kube-oidc-proxy resolves none), so the path decides; the
+        marker alone is not enough: kubectl puts it in every URL, its `GET pod` before the exec too."""
+        tail = self._by_target[target]
+        end = time.monotonic() + deadline_s
+        while True:
+            event = tail.find(markers, None, 0.0)
+            if event is not None and (
+                subresource is None or str(event.get("requestURI", "")).split("?")[0].endswith(f"/{subresource}")
+            ):
+                return event
+            if time.monotonic() >= end:
+                return None
+            time.sleep(POLL_S)

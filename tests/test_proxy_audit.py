@@ -104,3 +104,19 @@ def test_a_proxy_event_without_a_user_cannot_complete_the_chain() -> None:
     assert (
         chain.trail == "unverified: the proxy logged the request with no user (a passed-through token is not recorded)"
     )
+
+
+def test_a_subresource_search_skips_the_clients_other_requests_with_the_marker(tmp_path: Path) -> None:
+    log = tmp_path / "proxy-audit.log"
+    log.write_text("")
+    logs = ProxyAuditLogs({"jetstack": log})
+    get_pod = _event(marker="c77")
+    get_pod["requestURI"] = "/api/v1/namespaces/conformance/pods/probe-0?timeout=2m1.5s&x=c77"
+    with open(log, "a") as f:
+        f.write(json.dumps(get_pod) + "\n")
+    assert logs.find("jetstack", ["c77"], 0.0, "exec") is None  # kubectl's GET pod is not the exec
+    assert logs.find("jetstack", ["c77"], 0.0) is not None
+    with open(log, "a") as f:
+        f.write(json.dumps(_event(marker="c77")) + "\n")
+    event = logs.find("jetstack", ["c77"], 0.0, "exec")
+    assert event is not None and "/exec?" in event["requestURI"]
