@@ -14,6 +14,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from conformance.adapters.base import ClientAdapter, Session
 from conformance.adapters.raw import RAW
@@ -30,6 +31,8 @@ from conformance.identity import (
     self_subject_review,
 )
 from conformance.model import CellKey, CellResult, ErrorClass, Evidence, Identity, Observation, Outcome
+from conformance.openunison_access_log import AccessLogLine, find_request, read_log
+from conformance.proxy_audit import ProxyAuditLogs, access_log_chain, build_chain
 from conformance.redact import redact
 from probes.common import DEFAULT_PAYLOAD_MIB, ProbeContext
 from probes.cp import probe_cp_download, probe_cp_upload
@@ -85,6 +88,9 @@ IDLE_OPERATIONS = ("port-forward-idle", "exec-idle")
 QUIET_CAP_S = 90.0
 AUDIT_WAIT_WORKED_S = 5.0
 AUDIT_WAIT_FAILED_S = 1.0
+ACCESS_LOG_TAIL_BYTES = 4 * 1024 * 1024
+# How long a request the API server finished may take to appear in the proxy's audit log (see above).
+PROXY_AUDIT_GRACE_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,8 @@ def enumerate_cells(
                         if protocols and protocol not in protocols:
                             continue
                         key = CellKey(target=target, path=path, protocol=protocol, operation=op, client=client_name)
-                        cells.append(Cell(key, user))
+                        # A target may name its own user (a service account for token passthrough).
+                        cells.append(Cell(key, config.targets[target].user or user))
     return cells
 
 
@@ -166,6 +173,18 @@ class CellRunner:
         self.idle_s = idle_s  # the default silence (--idle-s); a path's declared timeout decides first
         self.budgets = budgets if budgets is not None else Budgets.parse(config.raw.get("budgets"))
         self.audit = AuditTail(config.audit_log) if config.audit_log else None
+        self.access_logs = {
+            name: t.proxy_audit
+            for name, t in config.targets.items()
+            if t.proxy_audit is not None and t.proxy_audit_format == "openunison-access-log"
+        }
+        self.proxy_audit = ProxyAuditLogs(
+            {
+                name: t.proxy_audit
+                for name, t in config.targets.items()
+                if t.proxy_audit is not None and t.proxy_audit_format == "k8s-audit"
+            }
+        )
 
     def run(self, cell: Cell) -> CellResult:
         return asyncio.run(self.run_async(cell))
@@ -342,7 +361,60 @@ class CellRunner:
     async def _proxy_audit_trail(self, cell: Cell, observation: Observation, markers: list[str]) -> None:
         """The impersonating proxy's own audit record of this request, where the target has one: fills
         `evidence.proxy_identity` and `evidence.audit_trail`; a broken chain is AUDIT_CHAIN_BROKEN."""
-        return None
+        if cell.key.target in self.access_logs:
+            await self._access_log_trail(cell, observation)
+            return
+        if cell.key.target not in self.proxy_audit:
+            return
+        worked = observation.error_class is ErrorClass.NONE
+        wait = AUDIT_WAIT_WORKED_S if worked else AUDIT_WAIT_FAILED_S
+        sub = SUBRESOURCE.get(cell.key.operation)
+        event = await asyncio.to_thread(self.proxy_audit.find, cell.key.target, markers, wait, sub)
+        finished = True
+        if event is None and self.audit is not None:
+            # The newest API server event for the request says whether it has ended there (cached lines).
+            api_event = await asyncio.to_thread(self.audit.find, markers, SUBRESOURCE.get(cell.key.operation), 0.0)
+            finished = api_event is None or api_event.get("stage") != "ResponseStarted"
+            if api_event is not None and finished:
+                # The proxy logs a request when the client's connection ends, which a client may hold open
+                # after its session (a client that leaves its socket to the garbage collector): wait before
+                # calling it lost.
+                event = await asyncio.to_thread(
+                    self.proxy_audit.find, cell.key.target, markers, PROXY_AUDIT_GRACE_S, sub
+                )
+        chain = build_chain(event, observation.evidence.identity, api_finished=finished)
+        observation.evidence.proxy_identity = chain.proxy_identity
+        observation.evidence.audit_trail = chain.trail
+        # Security cells judge the refusal itself; a refused request has no chain to keep.
+        if chain.broken and worked and cell.key.operation in OPERATIONS:
+            observation.error_class = ErrorClass.AUDIT_CHAIN_BROKEN
+            observation.message = f"the audit chain is broken: {chain.broken}"
+            observation.evidence.error = observation.message
+
+    async def _access_log_trail(self, cell: Cell, observation: Observation) -> None:
+        """OpenUnison's access log as the proxy side of the chain: matched by path, user and the cell's time
+        window (the log has no query, so no marker); see proxy_audit.access_log_chain."""
+        sub = SUBRESOURCE.get(cell.key.operation)
+        expected = self.expected_for(cell.user)
+        if cell.key.operation == "whoami":
+            path = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+        elif sub is not None:
+            path = f"/api/v1/namespaces/{self.config.workload.namespace}/pods/{self.config.workload.pods[0]}/{sub}"
+        else:
+            observation.evidence.audit_trail = "unverified: the access log cannot match this request (no path)"
+            return
+        end = time.time()
+        start = end - (observation.evidence.timings.total_s or self.probe_timeout_s) - 1.0
+        log = self.access_logs[cell.key.target]
+        await asyncio.sleep(0.5)  # the stand-in writes a request's line when it ends
+        lines = await asyncio.to_thread(_read_access_log, log)
+        user = expected.user if expected else None
+        candidates = find_request(lines, path=path, start=start, end=time.time(), sub=user)
+        chain = access_log_chain(candidates, observation.evidence.identity)
+        observation.evidence.proxy_identity = chain.proxy_identity
+        observation.evidence.audit_trail = chain.trail
+        if chain.broken and observation.error_class is ErrorClass.NONE and cell.key.operation in OPERATIONS:
+            self._fail(observation, ErrorClass.AUDIT_CHAIN_BROKEN, f"the audit chain is broken: {chain.broken}")
 
     @classmethod
     def _identity_verdict(
@@ -370,6 +442,15 @@ class CellRunner:
         else:
             observation.message = f"{observation.message}; the audit event shows the plain user {identity.user}"
             observation.evidence.error = None
+
+
+def _read_access_log(path: Path) -> list[AccessLogLine]:
+    """The access log's last lines (a cell looks for its own request moments after it ended)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return []
+    return read_log(path, max(0, size - ACCESS_LOG_TAIL_BYTES))[0]
 
 
 __all__ = ["OPERATIONS", "Cell", "CellRunner", "Outcome", "enumerate_cells"]

@@ -3,7 +3,8 @@
 conformance lab build [--force] [--only NAME ...]
 conformance lab up [--paths nlb,alb,ingress,gateway,https-proxy | all | none] | down | status | env
 conformance lab token --user alice [--kind expired]
-conformance lab kubeconfig --target jetstack|direct|openunison [--path alb] --user alice [--output FILE]
+conformance lab kubeconfig --target jetstack|jetstack-0.3|jetstack-passthrough[-sa]|direct|openunison [--path alb]
+    --user alice|sa-alice [--output FILE]
 conformance lab fault --target jetstack --fault corrupt:65536 [--name NAME]  |  conformance lab fault --remove NAME
 conformance report RESULTS [--format terminal|md|html|junit|json] [--output FILE]
 conformance report diff OLD NEW [--format terminal|md]  |  conformance report merge A B ... --output FILE
@@ -33,7 +34,10 @@ def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--only",
         action="append",
         default=[],
-        help="kubernetes, etcd, kwok, kube-oidc-proxy, kubectl, or paths (haproxy, nginx, squid, envoy) (repeatable)",
+        help=(
+            "kubernetes, etcd, kwok, kube-oidc-proxy (both), kube-oidc-proxy-0.3, kubectl, or paths "
+            "(haproxy, nginx, squid, envoy) (repeatable)"
+        ),
     )
     up = labsub.add_parser("up", help="start the lab (builds missing components first)")
     up.add_argument("--port-base", type=int, default=None, help="first port of the lab's block (default 17400)")
@@ -56,7 +60,7 @@ def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     token.add_argument("--lifetime", type=int, default=3600, help="seconds")
     kubeconfig = labsub.add_parser("kubeconfig", help="write a kubeconfig for a lab user through a target")
-    kubeconfig.add_argument("--target", default="direct", help="direct, jetstack or openunison")
+    kubeconfig.add_argument("--target", default="direct", help="a lab target (harness config targets)")
     kubeconfig.add_argument("--path", default="none", help="none (default), nlb, alb, ingress, gateway, https-proxy")
     kubeconfig.add_argument("--user", required=True)
     kubeconfig.add_argument("--output", default=None)

@@ -19,6 +19,7 @@ from conformance.identity import ExpectedIdentity, ProxyIdentity
 from conformance.redact import register_secret
 
 SUPPORTED_VERSIONS = (1,)
+PROXY_AUDIT_FORMATS = ("k8s-audit", "openunison-access-log")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class Target:
     client_impersonation: str = "refuse"  # what it does with client Impersonate-*: "refuse" or "authorize"
     quiet_stream_cut_s: float | None = None  # it cuts a plain response silent this long (watch-quiet cells)
     idle_timeout_s: float | None = None  # the target itself cuts sessions silent this long (idle cells)
+    user: str | None = None  # the config user its cells run as, overriding the run's user
+    proxy_audit: Path | None = None  # the impersonating proxy's own record of each request
+    proxy_audit_format: str = "k8s-audit"  # k8s-audit (kube-oidc-proxy) or openunison-access-log
 
 
 @dataclass(frozen=True)
@@ -206,6 +210,14 @@ def parse_config(data: Any, path: Path) -> HarnessConfig:
         endpoints = {"none": _endpoint(t, where, path)}
         for path_name, ep in (t.get("via") or {}).items():
             endpoints[path_name] = _endpoint(ep, f"{where}.via.{path_name}", path)
+        proxy_audit = t.get("proxy_audit") or {}
+        if proxy_audit and (proxy_audit.get("type") != "file" or not proxy_audit.get("path")):
+            raise ConfigError(f"{path}: {where}.proxy_audit must be {{type: file, path: ..., format: k8s-audit}}")
+        if proxy_audit.get("format", "k8s-audit") not in PROXY_AUDIT_FORMATS:
+            raise ConfigError(
+                f"{path}: {where}.proxy_audit.format must be one of {', '.join(PROXY_AUDIT_FORMATS)}, "
+                f"got {proxy_audit['format']!r}"
+            )
         targets[name] = Target(
             name=name,
             description=t.get("description", ""),
@@ -217,6 +229,9 @@ def parse_config(data: Any, path: Path) -> HarnessConfig:
             client_impersonation=t.get("client_impersonation", "refuse"),
             quiet_stream_cut_s=_positive(t.get("quiet_stream_cut_s"), f"{where}.quiet_stream_cut_s", path),
             idle_timeout_s=_idle_timeout(t, where, path),
+            user=t.get("user"),
+            proxy_audit=Path(proxy_audit["path"]) if proxy_audit else None,
+            proxy_audit_format=proxy_audit.get("format", "k8s-audit") if proxy_audit else "k8s-audit",
         )
     paths = {"none": Path_("none", "straight to the target", "none")}
     for name, p in (data.get("paths") or {}).items():
@@ -245,6 +260,9 @@ def parse_config(data: Any, path: Path) -> HarnessConfig:
             raise ConfigError(f"{path}: users.{name}.expect must be a mapping (user, groups, uid, extra)")
         expected = ExpectedIdentity.from_config(expect, f"{path}: users.{name}.expect") if expect else None
         users[name] = User(name, cred, expect, expected)
+    for name, target in targets.items():
+        if target.user is not None and target.user not in users:
+            raise ConfigError(f"{path}: targets.{name}.user: {target.user!r} is not in users ({', '.join(users)})")
     workload = _workload(_need(data, "workload", "", path, dict), path)
     identity = data.get("identity") or {}
     if not isinstance(identity, dict):
@@ -282,7 +300,7 @@ def load_config(path: Path) -> HarnessConfig:
 
 
 def resolve_credential(path: Path, user: str, cred: dict[str, Any]) -> str:
-    """Turn a credential source into a token. Types: lab-oidc, token-file, env."""
+    """Turn a credential source into a token. Types: lab-oidc, lab-serviceaccount, token-file, env."""
     kind = cred.get("type")
     if kind == "lab-oidc":
         from conformance.lab.issuer import TokenKind, mint_token
@@ -294,6 +312,15 @@ def resolve_credential(path: Path, user: str, cred: dict[str, Any]) -> str:
             audience=cred.get("audience", "conformance-lab"),
             kind=TokenKind.VALID,
         )
+    if kind == "lab-serviceaccount":
+        from conformance.lab.bootstrap import service_account_token
+
+        try:
+            return service_account_token(
+                Path(cred["kubeconfig"]), cred["namespace"], cred["name"], int(cred.get("expiration_s", 600))
+            )
+        except KeyError as exc:
+            raise ConfigError(f"{path}: users.{user}.credential needs kubeconfig, namespace and name") from exc
     if kind == "token-file":
         try:
             return Path(cred["path"]).read_text().strip()
@@ -311,8 +338,9 @@ def resolve_credential(path: Path, user: str, cred: dict[str, Any]) -> str:
         if not value:
             raise ConfigError(f"{path}: users.{user}.credential: environment variable {cred.get('name')!r} is empty")
         return value
-    raise ConfigError(f"{path}: users.{user}.credential.type must be lab-oidc, token-file or env, got {kind!r}")
-
+    raise ConfigError(
+        f"{path}: users.{user}.credential.type must be lab-oidc, lab-serviceaccount, token-file or env, got {kind!r}"
+    )
 
 def _idle_timeout(data: dict[str, Any], where: str, path: Path) -> float | None:
     value = data.get("idle_timeout_s")

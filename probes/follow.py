@@ -16,6 +16,8 @@ import re
 from conformance.model import ErrorClass, Observation
 from probes.common import ProbeContext, failed, observed
 
+# Long enough for kubectl to start and make its requests on a loaded machine before two 0.2 s ticks arrive:
+# at 0.8 s, passing kubectl cells through every kube-oidc-proxy target had 2-3 lines, and some got 1.
 HOLD_S = 1.5
 MIN_LINES = 2
 # Lines stamped at least this long after the request started count as new: history the server sends on

@@ -28,6 +28,8 @@ def key_evidence(cell: CellResult) -> str:
         parts.append(f"API server saw {one_line(ev.identity.user, 60)}")
     if ev.fallback:
         parts.append(f"fallback {one_line(ev.fallback, 40)}")
+    if ev.audit_trail:
+        parts.append(f"audit trail {one_line(ev.audit_trail, ERROR_EXCERPT)}")
     if not parts and cell.message:
         parts.append(one_line(cell.message, ERROR_EXCERPT))
     return "  ".join(parts)

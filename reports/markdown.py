@@ -104,6 +104,8 @@ def _details(cell: CellResult) -> list[tuple[str, str | None]]:
         ("status", ev.status_line),
         ("error", one_line(ev.error, 200) if ev.error else None),
         ("identity seen", identity),
+        ("proxy authenticated", ev.proxy_identity.user if ev.proxy_identity else None),
+        ("audit trail", ev.audit_trail),
         (
             "expected",
             f"{cell.expectation.outcome} {cell.expectation.error_class or ''}".strip()

@@ -162,6 +162,9 @@ class PythonClientAdapter:
             evidence.error = result.message
             return result
         code = resp.returncode
+        # The server ended the session, but the client keeps its socket until garbage collection (seconds to a
+        # minute); a proxy in between logs the request only when that socket closes.
+        resp.close()
         result = OpResult(
             ErrorClass.NONE, evidence, stdout=out, stderr=err, exit_code=code, stdin_closed=stdin_closed
         )

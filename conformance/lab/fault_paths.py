@@ -23,7 +23,7 @@ from conformance.lab.topology import LOOPBACK, PORT_BLOCK, Layout
 
 PREFIX = "fault-"
 # topology.PORT_OFFSETS leaves 26..49 of each lab's block free.
-FAULT_PORT_OFFSETS = range(26, PORT_BLOCK)
+FAULT_PORT_OFFSETS = range(38, PORT_BLOCK)
 SERVING_CERT = "fault-hop"
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 

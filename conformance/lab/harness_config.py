@@ -6,7 +6,8 @@ secrets: a token is minted or read when a probe needs it, so this file can be sh
 Targets and paths (docs/paths.md):
 
     targets:
-      <target>:                      direct | jetstack | openunison
+      <target>:                      direct | jetstack | jetstack-0.3 | jetstack-passthrough |
+                                     jetstack-passthrough-sa | openunison
         server, ca_file              straight to the target (path "none")
         available                    its process is running
         impersonating_proxy          {user, groups, adds_extra}: who the API server sees for proxied requests
@@ -14,6 +15,12 @@ Targets and paths (docs/paths.md):
         proxy_audit                  openunison: {type: file, path, format: openunison-access-log}
         mirrors, authorization       openunison: the release it reproduces; its group rule (informational)
         quiet_stream_cut_s           openunison: 10 (a silent plain response is cut; adds watch-quiet cells)
+        user                         (optional) the config user this target's cells run as, whatever the
+                                     run's --user (jetstack-passthrough-sa: the service account)
+        impersonating_proxy          {user, groups, adds_extra}: who the API server sees authenticate a
+                                     proxied request, and the extras the proxy adds; null: not impersonated
+        proxy_audit                  (kube-oidc-proxy targets) the proxy's own audit log: {type: file,
+                                     path, format: k8s-audit}, the audit chain's second source
         via:
           <path>:                    nlb | alb | ingress | gateway | https-proxy (those the lab started)
             server                   the URL a client uses (the path's listener for this target; for
@@ -40,16 +47,29 @@ from conformance.identity import CREDENTIAL_ID
 from conformance.lab import fault_paths, network_paths, openunison
 from conformance.lab.issuer import LAB_USERS
 from conformance.lab.network_paths import NO_PATH, PATHS, TARGET_PORT_NAMES
-from conformance.lab.topology import CONTAINER_NAME, NAMESPACE, OIDC_AUDIENCE, POD_NAMES, POD_PORT, Layout
+from conformance.lab.topology import (
+    CONTAINER_NAME,
+    LAB_SERVICE_ACCOUNT,
+    NAMESPACE,
+    OIDC_AUDIENCE,
+    POD_NAMES,
+    POD_PORT,
+    Layout,
+)
 
 CONFIG_VERSION = 1
 AUTHENTICATED = "system:authenticated"
 # The process that must be running for each target to answer.
 TARGET_PROCESSES: Mapping[str, str] = TARGET_PORT_NAMES
+# A service-account token's lifetime: the TokenRequest minimum is 10 minutes.
+SERVICE_ACCOUNT_TOKEN_S = 600
+# What the real kube-oidc-proxies add to the identity they impersonate (measured, docs/kube-oidc-proxy.md):
+# the OIDC authenticator's credential id (the token's jti) on the fork; nothing on v0.3.0.
+KUBE_OIDC_PROXY_IDENTITY = {"user": "kube-oidc-proxy", "groups": ["lab:proxies", AUTHENTICATED]}
 
 
-def lab_users(layout: Layout) -> dict[str, Any]:
-    return {
+def lab_users(layout: Layout, service_account_uid: str | None = None) -> dict[str, Any]:
+    users: dict[str, Any] = {
         user: {
             "credential": {
                 "type": "lab-oidc",
@@ -62,38 +82,85 @@ def lab_users(layout: Layout) -> dict[str, Any]:
         }
         for user, groups in LAB_USERS.items()
     }
+    sa_expect: dict[str, Any] = {
+        "user": f"system:serviceaccount:{NAMESPACE}:{LAB_SERVICE_ACCOUNT}",
+        "groups": sorted(["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}", AUTHENTICATED]),
+        # A bound token's credential id (JTI=...) identifies the token, not the user: any value.
+        "extra": {CREDENTIAL_ID: None},
+    }
+    if service_account_uid:
+        sa_expect["uid"] = service_account_uid
+    users[LAB_SERVICE_ACCOUNT] = {
+        "credential": {
+            "type": "lab-serviceaccount",
+            "namespace": NAMESPACE,
+            "name": LAB_SERVICE_ACCOUNT,
+            "kubeconfig": str(layout.component_kubeconfig("admin")),
+            "expiration_s": SERVICE_ACCOUNT_TOKEN_S,
+        },
+        "expect": sa_expect,
+    }
+    return users
 
 
-def _targets(layout: Layout, standin_proxy: bool, openunison_release: str) -> dict[str, dict[str, Any]]:
+# kube-oidc-proxy's own refusals (http.Error answers, measured: docs/kube-oidc-proxy.md), so the harness can
+# attribute them to the proxy rather than the API server.
+_UNAUTHORIZED = {"status": 401, "body_contains": "Unauthorized", "means": "unauthorized",
+                 "why": "a missing or bad token: 401 Unauthorized in plain text"}
+FORK_ANSWERS = [
+    _UNAUTHORIZED,
+    {"status": 403, "body_contains": "not allowed to impersonate", "means": "forbidden",
+     "why": "client impersonation that its SubjectAccessReview refused"},
+    {"status": 500, "body_contains": "no Impersonation-User header found", "means": "forbidden",
+     "why": "client Impersonate-Group/-Uid/-Extra (or an unknown Impersonate-*) without a user: refused"},
+]
+JETSTACK_03_ANSWERS = [
+    _UNAUTHORIZED,
+    {"status": 403, "body_contains": "Impersonation requests are disabled", "means": "forbidden",
+     "why": "v0.3.0 refuses every client impersonation header"},
+]
+
+
+def _proxy_audit(layout: Layout, target: str) -> dict[str, str]:
+    return {"type": "file", "path": str(layout.proxy_audit_log(TARGET_PROCESSES[target])), "format": "k8s-audit"}
+
+
+def _targets(layout: Layout, openunison_release: str) -> dict[str, dict[str, Any]]:
+    fork_identity = {**KUBE_OIDC_PROXY_IDENTITY, "adds_extra": {CREDENTIAL_ID: None}}
     return {
         "direct": {
             "description": "kube-apiserver itself, authenticating OIDC tokens (structured authn config)",
             "impersonating_proxy": None,
         },
         "jetstack": {
+            "description": "kube-oidc-proxy v1.0.11, the TremoloSecurity fork (docs/kube-oidc-proxy.md)",
+            # What the API server must record as the authenticated user of a proxied request.
+            "impersonating_proxy": fork_identity,
+            "proxy_audit": _proxy_audit(layout, "jetstack"),
+            "proxy_answers": FORK_ANSWERS,
+        },
+        "jetstack-0.3": {
+            "description": "kube-oidc-proxy v0.3.0, JetStack's last release (docs/kube-oidc-proxy.md)",
+            "impersonating_proxy": {**KUBE_OIDC_PROXY_IDENTITY, "adds_extra": {}},
+            "proxy_audit": _proxy_audit(layout, "jetstack-0.3"),
+            "proxy_answers": JETSTACK_03_ANSWERS,
+        },
+        "jetstack-passthrough": {
+            "description": "kube-oidc-proxy v1.0.11 with --token-passthrough, reached with an OIDC token",
+            "impersonating_proxy": fork_identity,
+            "proxy_audit": _proxy_audit(layout, "jetstack-passthrough"),
+            "proxy_answers": FORK_ANSWERS,
+        },
+        "jetstack-passthrough-sa": {
             "description": (
-                "kube-oidc-proxy (lab stand-in, see docs/kube-oidc-proxy-standin.md)"
-                if standin_proxy
-                else "kube-oidc-proxy (TremoloSecurity fork)"
+                "kube-oidc-proxy v1.0.11 with --token-passthrough, reached with a bound service-account token "
+                "that it passes through unchanged"
             ),
-            "standin": standin_proxy,
-            # What the API server must record as the authenticated user of a proxied request; the proxy
-            # forwards the token's credential id (jti) as an extra of the impersonated user.
-            "impersonating_proxy": {
-                "user": "kube-oidc-proxy",
-                "groups": ["lab:proxies", AUTHENTICATED],
-                "credential": "X509SHA256",  # its client certificate
-                "adds_extra": {CREDENTIAL_ID: ["JTI"]},
-            },
-            # Its own refusals (kube-oidc-proxy's http.Error answers), so the harness can attribute them.
-            "proxy_answers": [
-                {"status": 401, "body_contains": "Unauthorized", "means": "unauthorized",
-                 "why": "a missing or bad token: 401 Unauthorized in plain text"},
-                {"status": 403, "body_contains": "not allowed to impersonate", "means": "forbidden",
-                 "why": "client impersonation that the SubjectAccessReview refused"},
-                {"status": 500, "body_contains": "no Impersonation-User header found", "means": "forbidden",
-                 "why": "client Impersonate-Group/-Uid/-Extra without Impersonate-User: refused, not forwarded"},
-            ],
+            "user": LAB_SERVICE_ACCOUNT,
+            # The API server must see the service account itself, not the proxy impersonating it.
+            "impersonating_proxy": None,
+            "proxy_audit": _proxy_audit(layout, "jetstack-passthrough-sa"),
+            "proxy_answers": FORK_ANSWERS,
         },
         "openunison": {
             "description": (
@@ -125,13 +192,13 @@ def _targets(layout: Layout, standin_proxy: bool, openunison_release: str) -> di
 def harness_config(
     layout: Layout,
     *,
-    standin_proxy: bool,
     versions: dict[str, str],
     paths: Sequence[str] = (),
     alive: Mapping[str, bool] | None = None,
     alb_idle_timeout_s: int | None = None,
     faults: Mapping[str, Mapping[str, Any]] | None = None,
     openunison_release: str = openunison.MIRRORS_RELEASE,
+    service_account_uid: str | None = None,
 ) -> dict[str, Any]:
     """The config for this lab; `alive` maps process names to whether they run (default: all do); `faults`
     are the running fault hops by name ({target, fault, port}), each an extra path for its one target."""
@@ -140,7 +207,7 @@ def harness_config(
         return True if alive is None else alive.get(process, False)
 
     targets: dict[str, Any] = {}
-    for name, about in _targets(layout, standin_proxy, openunison_release).items():
+    for name, about in _targets(layout, openunison_release).items():
         target_up = running(TARGET_PROCESSES[name])
         ep = network_paths.endpoint(layout, name, NO_PATH)
         targets[name] = {
@@ -186,7 +253,7 @@ def harness_config(
         "lab": {"state_dir": str(layout.state), "port_base": layout.port_base, "versions": versions},
         "targets": targets,
         "paths": path_entries,
-        "users": lab_users(layout),
+        "users": lab_users(layout, service_account_uid),
         # Every worked cell must be backed by the API server's audit event of its own request.
         "identity": {"audit": {"type": "file", "path": str(layout.audit_log)}, "require": "audit"},
         "workload": {

@@ -1,7 +1,8 @@
 """`conformance lab up|down|status|env|kubeconfig|token`: run the local lab on loopback.
 
 Start order: OIDC issuer -> etcd -> kube-apiserver -> lab objects -> controller-manager, scheduler ->
-workload (echo + pod log) -> kwok -> kube-oidc-proxy -> openunison stand-in -> network paths (all, or
+workload (echo + pod log) -> kwok -> the kube-oidc-proxies (fork v1.0.11, JetStack v0.3.0, the fork with
+--token-passthrough; docs/kube-oidc-proxy.md) -> openunison stand-in -> network paths (all, or
 those asked for). Any failure stops everything started so far and raises a ComponentError naming the
 component with its log tail.
 
@@ -47,12 +48,13 @@ START_DEADLINE_S = {
     "kube-scheduler": 30,
     "workload": 10,
     "kwok": 30,
-    "kube-oidc-proxy": 30,
+    # Each reads the issuer's discovery document before it reports ready.
+    **{proxy.name: 30 for proxy in topology.OIDC_PROXIES},
     "openunison-token": 20,
 }
 KUBECONFIG_TOKEN_LIFETIME_S = 12 * 3600
 TARGETS = network_paths.TARGET_NAMES
-REQUIRED = ("kubernetes", "etcd", "kwok", "kube-oidc-proxy")
+REQUIRED = ("kubernetes", "etcd", "kwok", *dict.fromkeys(proxy.binary for proxy in topology.OIDC_PROXIES))
 KWOK_GOMEMLIMIT = "128MiB"
 HEALTH_TIMEOUT_S = 1.0
 
@@ -92,7 +94,7 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _binaries(progress: Progress, paths: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str], bool]:
+def _binaries(progress: Progress, paths: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
     components = installed_components()
     if not all(name in components for name in REQUIRED):
         progress("lab", "some components are not built yet: running `conformance lab build`")
@@ -111,7 +113,7 @@ def _binaries(progress: Progress, paths: tuple[str, ...]) -> tuple[dict[str, str
     for name, manifest in components.items():
         if name.startswith("kubectl-"):
             versions[name] = manifest.version
-    return binaries, versions, components["kube-oidc-proxy"].standin
+    return binaries, versions
 
 
 def _layout(state: Path, port_base: int, binaries: dict[str, str]) -> Layout:
@@ -199,7 +201,7 @@ def _up(emit: Callable[[str], None], port_base: int | None, paths: Sequence[str]
     if sup.records():
         progress("lab", "stopping the remains of an earlier lab")
         sup.stop_all()
-    binaries, versions, standin = _binaries(progress, wanted)
+    binaries, versions = _binaries(progress, wanted)
     for stale in ("etcd", "sandbox", "workload", "config", "paths", "targets"):
         shutil.rmtree(state_dir / stale, ignore_errors=True)
     started_at = time.monotonic()
@@ -221,7 +223,7 @@ def _up(emit: Callable[[str], None], port_base: int | None, paths: Sequence[str]
         "port_base": layout.port_base,
         "binaries": binaries,
         "versions": versions,
-        "standin_proxy": standin,
+        "service_account_uid": bootstrap.service_account_uid(layout.component_kubeconfig("admin")),
         "paths": list(wanted),
         "alb_idle_timeout_s": alb_idle,
         "openunison_release": openunison.release_in(),
@@ -246,7 +248,7 @@ def _repair_edges(state: dict[str, Any], wanted: tuple[str, ...], progress: Prog
         progress("lab", f"already up (state in {lab_dir()}); `conformance lab status` shows it")
         return state
     paths = tuple(p for p in PATH_NAMES if p in (*state.get("paths", ()), *wanted))
-    binaries, versions, _ = _binaries(progress, paths)
+    binaries, versions = _binaries(progress, paths)
     state["binaries"].update(binaries)
     state["versions"].update(versions)
     layout = _layout(lab_dir(), state["port_base"], state["binaries"])
@@ -263,7 +265,7 @@ def _repair_edges(state: dict[str, Any], wanted: tuple[str, ...], progress: Prog
 def _write_harness_config(layout: Layout, state: dict[str, Any], alive: dict[str, bool]) -> None:
     config = harness_config(
         layout,
-        standin_proxy=state["standin_proxy"],
+        service_account_uid=state.get("service_account_uid"),
         versions=state["versions"],
         paths=tuple(state.get("paths", ())),
         alive=alive,
@@ -500,13 +502,14 @@ def _start_all(layout: Layout, sup: Supervisor, progress: Progress) -> None:
         # lab past 1 GiB; the limit only makes the collector work earlier, it changes no behaviour.
         env={**minimal_env, "GOMEMLIMIT": KWOK_GOMEMLIMIT},
     )
-    start(
-        "kube-oidc-proxy",
-        topology.kube_oidc_proxy_argv(layout),
-        f"http://127.0.0.1:{layout.port('kube-oidc-proxy-ready')}/ready",
-        layout.port("kube-oidc-proxy"),
-        env=minimal_env,
-    )
+    for proxy in topology.OIDC_PROXIES:
+        start(
+            proxy.name,
+            topology.kube_oidc_proxy_argv(layout, proxy),
+            f"http://127.0.0.1:{layout.port(proxy.name + '-ready')}/ready",
+            layout.port(proxy.name),
+            env=minimal_env,
+        )
     start(
         openunison.TOKEN_PROCESS,
         openunison.token_argv(layout, sys.executable),
@@ -568,10 +571,18 @@ def env_lines() -> list[str]:
         f"export CONFORMANCE_LAB_CA={layout.pki.ca.cert}",
         f"export CONFORMANCE_LAB_ALB_CA={layout.pki.alb_ca.cert}",
         f"export CONFORMANCE_LAB_APISERVER={layout.url('kube-apiserver')}",
-        f"export CONFORMANCE_LAB_JETSTACK={layout.url('kube-oidc-proxy')}",
+        *(
+            f"export CONFORMANCE_LAB_{_env_name(t)}={target_url(layout, t)}"
+            for t in TARGETS
+            if t not in ("direct", "openunison", "jetstack-passthrough-sa")
+        ),
         f"export CONFORMANCE_LAB_OPENUNISON={layout.url(openunison.NAME)}",
         f"export CONFORMANCE_LAB_ISSUER={layout.issuer_url}",
         f"export CONFORMANCE_LAB_AUDIT_LOG={layout.audit_log}",
+        *(
+            f"export CONFORMANCE_LAB_{_env_name(p.name)}_AUDIT_LOG={layout.proxy_audit_log(p.name)}"
+            for p in topology.OIDC_PROXIES
+        ),
         f"export CONFORMANCE_LAB_ECHO=127.0.0.1:{layout.port('echo')}",
         f"export CONFORMANCE_LAB_ADMIN_KUBECONFIG={layout.component_kubeconfig('admin')}",
         f"export CONFORMANCE_LAB_NAMESPACE={NAMESPACE}",
@@ -591,7 +602,7 @@ def env_lines() -> list[str]:
 
 
 def _env_name(name: str) -> str:
-    return name.upper().replace("-", "_")
+    return name.upper().replace("-", "_").replace(".", "")
 
 
 def target_url(layout: Layout, target: str) -> str:
@@ -599,9 +610,16 @@ def target_url(layout: Layout, target: str) -> str:
 
 
 def token(user: str, kind: TokenKind = TokenKind.VALID, lifetime_s: int = 3600) -> str:
-    if user not in LAB_USERS:
-        raise LabError(f"unknown lab user {user!r}: choose one of {', '.join(LAB_USERS)}")
+    """An OIDC token for a lab user; for the lab service account, a bound token from the TokenRequest API."""
     layout = current_layout()
+    if user == topology.LAB_SERVICE_ACCOUNT and kind is TokenKind.VALID:
+        return bootstrap.service_account_token(
+            layout.component_kubeconfig("admin"), NAMESPACE, user, max(600, min(lifetime_s, 3600))
+        )
+    if user not in LAB_USERS:
+        raise LabError(
+            f"unknown lab user {user!r}: choose one of {', '.join(LAB_USERS)} or {topology.LAB_SERVICE_ACCOUNT}"
+        )
     return mint_token(
         layout.pki.oidc_signing_key,
         layout.issuer_url,

@@ -1,7 +1,8 @@
 """The network paths the lab puts in front of its targets: what each stands in for, its config, its argv.
 
 A path is one real proxy process (haproxy, nginx, Envoy, squid) configured like the load balancer or proxy
-it stands in for, with one listener per target (`direct`, `jetstack`, `openunison`), except the HTTPS
+it stands in for, with one listener per target process (`direct`, `jetstack`, `jetstack-0.3`,
+`jetstack-passthrough`, `openunison`; `jetstack-passthrough-sa` shares `jetstack-passthrough`'s), except the HTTPS
 forward proxy, which clients reach with CONNECT and which therefore has one port for all targets. The
 configs are readable templates under `conformance/lab/assets/paths/<path>/`, each with a comment naming
 the field behaviour it reproduces (docs/paths.md lists them all).
@@ -24,11 +25,31 @@ from conformance.lab.pki import CertKeyPair
 from conformance.lab.templates import render_template
 from conformance.lab.topology import LOOPBACK, Layout
 
-TARGET_NAMES: tuple[str, ...] = ("direct", "jetstack", "openunison")
+TARGET_NAMES: tuple[str, ...] = (
+    "direct",
+    "jetstack",
+    "jetstack-0.3",
+    "jetstack-passthrough",
+    "jetstack-passthrough-sa",
+    "openunison",
+)
 # The port-map name of the process each target is.
 TARGET_PORT_NAMES: Mapping[str, str] = MappingProxyType(
-    {"direct": "kube-apiserver", "jetstack": "kube-oidc-proxy", "openunison": "openunison"}
+    {
+        "direct": "kube-apiserver",
+        "jetstack": "kube-oidc-proxy",
+        "jetstack-0.3": "kube-oidc-proxy-0.3",
+        "jetstack-passthrough": "kube-oidc-proxy-passthrough",
+        # The same proxy as jetstack-passthrough, reached with a service-account token instead.
+        "jetstack-passthrough-sa": "kube-oidc-proxy-passthrough",
+        "openunison": "openunison",
+    }
 )
+# Each path has one listener per process behind it; targets sharing a process share its listener.
+LISTENER_OF: Mapping[str, str] = MappingProxyType(
+    {t: ("jetstack-passthrough" if t == "jetstack-passthrough-sa" else t) for t in TARGET_NAMES}
+)
+LISTENER_NAMES: tuple[str, ...] = tuple(dict.fromkeys(LISTENER_OF.values()))
 NO_PATH = "none"
 ALB_IDLE_TIMEOUT_ENV = "CONFORMANCE_LAB_ALB_IDLE_TIMEOUT"
 # Bounds for the override: a zero timeout would cut every request; an hour is AWS's own maximum.
@@ -193,7 +214,12 @@ def alb_idle_timeout_s(env: Mapping[str, str]) -> int:
 
 def port_name(path: str, target: str) -> str:
     """The topology port name of `path`'s listener for `target` (the forward proxy: its one port)."""
-    return path if PATHS[path].forward_proxy else f"{path}-{target}"
+    return path if PATHS[path].forward_proxy else f"{path}-{LISTENER_OF.get(target, target)}"
+
+
+def placeholder(name: str) -> str:
+    """A listener's name as a template placeholder suffix: `jetstack-0.3` -> `jetstack_0_3`."""
+    return name.replace("-", "_").replace(".", "_")
 
 
 def target_url(layout: Layout, target: str) -> str:
@@ -250,7 +276,7 @@ def instance(
     if path.serving_cert is not None and serving is None:
         raise LabError(f"path {name} terminates TLS and needs its serving certificate ({path.serving_cert})")
     if listen is None:
-        keys = ("proxy",) if path.forward_proxy else TARGET_NAMES
+        keys = ("proxy",) if path.forward_proxy else LISTENER_NAMES
         listen = {key: layout.port(port_name(name, key)) for key in keys}
     wd = work or workdir(layout, name)
     return PathInstance(
@@ -258,7 +284,7 @@ def instance(
         workdir=wd,
         rundir=rundir(layout, name) if work is None else wd,
         listen=MappingProxyType(dict(listen)),
-        upstream=MappingProxyType({t: layout.port(TARGET_PORT_NAMES[t]) for t in TARGET_NAMES}),
+        upstream=MappingProxyType({t: layout.port(TARGET_PORT_NAMES[t]) for t in LISTENER_NAMES}),
         lab_ca=layout.pki.ca.cert,
         serving=serving,
         idle_timeout_s=path.idle_timeout_s if idle_timeout_s is None else idle_timeout_s,
@@ -275,8 +301,8 @@ def render(inst: PathInstance) -> dict[str, str]:
         "rundir": inst.rundir,
         "lab_ca": inst.lab_ca,
         "idle_timeout_s": inst.idle_timeout_s,
-        **{f"listen_{key}": port for key, port in inst.listen.items()},
-        **{f"upstream_{target}": port for target, port in inst.upstream.items()},
+        **{f"listen_{placeholder(key)}": port for key, port in inst.listen.items()},
+        **{f"upstream_{placeholder(target)}": port for target, port in inst.upstream.items()},
     }
     if inst.serving is not None:
         values.update(cert=inst.serving.cert, key=inst.serving.key)

@@ -54,9 +54,42 @@ PORT_OFFSETS = {
     "gateway-admin": 24,
     # The HTTPS forward proxy: one port, clients CONNECT to the target's own port through it.
     "https-proxy": 25,
-    # 26..49: fault hops (`conformance lab fault`, fault_paths.FAULT_PORT_OFFSETS).
+    # The second and third kube-oidc-proxy (JetStack v0.3.0; the fork with --token-passthrough) and the
+    # paths' listeners for them.
+    "kube-oidc-proxy-0.3": 26,
+    "kube-oidc-proxy-0.3-ready": 27,
+    "kube-oidc-proxy-passthrough": 28,
+    "kube-oidc-proxy-passthrough-ready": 29,
+    "nlb-jetstack-0.3": 30,
+    "nlb-jetstack-passthrough": 31,
+    "alb-jetstack-0.3": 32,
+    "alb-jetstack-passthrough": 33,
+    "ingress-jetstack-0.3": 34,
+    "ingress-jetstack-passthrough": 35,
+    "gateway-jetstack-0.3": 36,
+    "gateway-jetstack-passthrough": 37,
+    # 38..49: fault hops (`conformance lab fault`, fault_paths.FAULT_PORT_OFFSETS).
 }
 OIDC_AUDIENCE = "conformance-lab"
+# The lab service account whose bound token the passthrough target passes through unchanged (it has
+# alice's rights in the lab namespace, bootstrap.py).
+LAB_SERVICE_ACCOUNT = "sa-alice"
+
+
+@dataclass(frozen=True, slots=True)
+class OidcProxy:
+    """One kube-oidc-proxy process of the lab (docs/kube-oidc-proxy.md)."""
+
+    name: str  # the process name and its port name (readiness port: <name>-ready)
+    binary: str  # the `lab build` component it runs
+    token_passthrough: bool = False
+
+
+OIDC_PROXIES: tuple[OidcProxy, ...] = (
+    OidcProxy("kube-oidc-proxy", "kube-oidc-proxy"),  # the TremoloSecurity fork, v1.0.11
+    OidcProxy("kube-oidc-proxy-0.3", "kube-oidc-proxy-0.3"),  # JetStack's last release, v0.3.0
+    OidcProxy("kube-oidc-proxy-passthrough", "kube-oidc-proxy", token_passthrough=True),
+)
 NAMESPACE = "conformance"
 NODE_NAME = "kwok-node-0"
 POD_NAMES = ("probe-0", "probe-1")
@@ -118,6 +151,10 @@ class Layout:
     def audit_log(self) -> Path:
         return self.state / "logs" / "audit.log"
 
+    def proxy_audit_log(self, proxy: str) -> Path:
+        """A kube-oidc-proxy's own audit log (its --audit-log-path)."""
+        return self.state / "logs" / f"{proxy}-audit.log"
+
     @property
     def pod_log(self) -> Path:
         return self.state / "workload" / "main.log"
@@ -147,6 +184,7 @@ def write_config_files(layout: Layout, kwok_stages: list[Path]) -> None:
     }
     (cfg / "authentication.yaml").write_text(yaml.safe_dump(authn, sort_keys=False))
     (cfg / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY, sort_keys=False))
+    (cfg / "proxy-audit-policy.yaml").write_text(yaml.safe_dump(PROXY_AUDIT_POLICY, sort_keys=False))
     clients = layout.pki.clients
     for name, pair in (
         ("admin", clients.admin),
@@ -233,6 +271,16 @@ AUDIT_POLICY = {
         },
         {"level": "Metadata"},
     ],
+}
+
+
+# A kube-oidc-proxy sees only its clients' requests: Metadata level records the user it authenticated,
+# requestURI and userAgent for each, which is what the audit chain (conformance/proxy_audit.py) matches.
+PROXY_AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata"}],
 }
 
 
@@ -362,19 +410,36 @@ def workload_argv(layout: Layout) -> list[str]:
     ]
 
 
-def kube_oidc_proxy_argv(layout: Layout) -> list[str]:
+def kube_oidc_proxy_argv(layout: Layout, proxy: OidcProxy = OIDC_PROXIES[0]) -> list[str]:
+    """The flags are the same for both generations (v0.3.0 and the fork v1.0.11 accept each of them)."""
     pki = layout.pki
-    return [
-        layout.binaries["kube-oidc-proxy"],
+    argv = [
+        layout.binaries[proxy.binary],
         f"--oidc-issuer-url={layout.issuer_url}",
         f"--oidc-client-id={OIDC_AUDIENCE}",
         f"--oidc-ca-file={pki.ca.cert}",
         "--oidc-username-claim=sub",
         "--oidc-groups-claim=groups",
         f"--bind-address={LOOPBACK}",
-        f"--secure-port={layout.port('kube-oidc-proxy')}",
-        f"--readiness-probe-port={layout.port('kube-oidc-proxy-ready')}",
+        f"--secure-port={layout.port(proxy.name)}",
+        f"--readiness-probe-port={layout.port(proxy.name + '-ready')}",
         f"--tls-cert-file={pki.serving.kube_oidc_proxy.cert}",
         f"--tls-private-key-file={pki.serving.kube_oidc_proxy.key}",
         f"--kubeconfig={layout.component_kubeconfig('kube-oidc-proxy')}",
+        # Its own audit log: the second identity source of the audit chain.
+        f"--audit-log-path={layout.proxy_audit_log(proxy.name)}",
+        f"--audit-policy-file={layout.config_dir / 'proxy-audit-policy.yaml'}",
+        "--audit-log-format=json",
+        "--audit-log-maxsize=100",
+        "--audit-log-maxbackup=1",
     ]
+    if proxy.token_passthrough:
+        # A token the proxy's OIDC authenticator rejects is checked with a TokenReview (API server audiences)
+        # and, if valid, forwarded unchanged, not impersonated.
+        argv.append("--token-passthrough")
+        # Each passed-through request costs one uncached TokenReview through the proxy's client-go client,
+        # whose default limit (5 QPS, burst 10) delayed requests by over a second under the suite's 16
+        # concurrent cells (its log: "client-side throttling"). An operator running passthrough at any rate
+        # sets these; the finding is in docs/findings.md.
+        argv += ["--kube-client-qps=100", "--kube-client-burst=200"]
+    return argv

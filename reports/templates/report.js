@@ -90,6 +90,11 @@
         ["user", id.user], ["groups", id.groups], ["uid", id.uid], ["authenticated as", id.authenticated_as],
         ["authenticated groups", id.authenticated_groups], ["credential id", id.credential_id], ["source", id.source],
       ]) : el("p", "not recorded", "none"), id && present(Object.keys(id.extra)) ? table(id.extra) : el("span")),
+      part("Audit trail through the proxy", ev.audit_trail ? fields([
+        ["audit trail", ev.audit_trail],
+        ["proxy authenticated", ev.proxy_identity ? ev.proxy_identity.user : null],
+        ["proxy saw groups", ev.proxy_identity ? ev.proxy_identity.groups : null],
+      ]) : el("p", "no proxy audit log for this target", "none")),
       part("Timings", table(timingLabels(ev.timings), ms)),
       part("Bytes", fields([["sent", ev.bytes_sent], ["verified", ev.bytes_verified]])),
       part("Notes", ev.notes.length ? block(ev.notes.join("\n")) : el("p", "none", "none")),

@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from conformance.lab import lab
+from conformance.lab import lab, topology
 from conformance.lab.edges import EDGE_NAMES
 from conformance.lab.supervisor import Supervisor, pid_alive
 from tests.conftest import RunningLab
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
-# The core (etcd, API server, controller-manager, scheduler, issuer, workload, kwok, kube-oidc-proxy, and the
-# openunison stand-in's token refresher) plus the edge processes: the openunison target and every network path.
-PROCESSES = 9 + len(EDGE_NAMES)
+# The core (etcd, API server, controller-manager, scheduler, issuer, workload, kwok, the three
+# kube-oidc-proxies, the openunison stand-in's token refresher) plus the edge processes: the openunison
+# target and every network path.
+PROCESSES = 8 + len(topology.OIDC_PROXIES) + len(EDGE_NAMES)
 
 
 def test_second_lab_up_twice_then_down_leaves_no_process(

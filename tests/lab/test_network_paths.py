@@ -35,12 +35,16 @@ def test_every_listener_has_its_own_port_inside_the_block(tmp_path: Path) -> Non
     layout = _layout(tmp_path)
     names = {network_paths.port_name(p, t) for p in PATH_NAMES for t in TARGET_NAMES}
     names |= {"openunison", "openunison-admin", "gateway-admin"}
-    assert len(names) == 4 * len(TARGET_NAMES) + 1 + 3  # the forward proxy has one port for every target
+    # One listener per target process (the two passthrough targets share one); the forward proxy has one port.
+    assert len(network_paths.LISTENER_NAMES) == len(TARGET_NAMES) - 1
+    assert len(names) == 4 * len(network_paths.LISTENER_NAMES) + 1 + 3
+    assert network_paths.port_name("alb", "jetstack-passthrough-sa") == "alb-jetstack-passthrough"
     ports = [layout.port(n) for n in names]
     assert len(set(ports)) == len(names)
     offsets = {p - PORT_BASE for p in ports}
     assert all(10 <= o < topology.PORT_BLOCK for o in offsets)
-    assert offsets.isdisjoint(range(10))
+    proxies = {topology.PORT_OFFSETS[n] for p in topology.OIDC_PROXIES for n in (p.name, p.name + "-ready")}
+    assert offsets.isdisjoint(range(10)) and offsets.isdisjoint(proxies)
 
 
 @pytest.mark.parametrize("name", PATH_NAMES)
@@ -166,9 +170,7 @@ def test_path_lists() -> None:
 def test_harness_config_marks_dead_processes_unavailable(tmp_path: Path) -> None:
     layout = _layout(tmp_path)
     alive = {"kube-apiserver": True, "kube-oidc-proxy": True, "openunison": False, "alb": True, "gateway": False}
-    config = harness_config(
-        layout, standin_proxy=True, versions={"haproxy": "2.6"}, paths=("alb", "gateway"), alive=alive
-    )
+    config = harness_config(layout, versions={"haproxy": "2.6"}, paths=("alb", "gateway"), alive=alive)
     assert set(config["paths"]) == {"none", "alb", "gateway"}
     assert config["paths"]["alb"] | {"available": True} == config["paths"]["alb"]
     assert config["paths"]["alb"]["version"] == "2.6"

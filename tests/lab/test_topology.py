@@ -13,7 +13,15 @@ from conformance.lab.pki import ensure_pki
 
 BINARIES = {
     n: f"/opt/{n}"
-    for n in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kube-oidc-proxy")
+    for n in (
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+        "kube-oidc-proxy",
+        "kube-oidc-proxy-0.3",
+    )
 }
 
 
@@ -31,7 +39,7 @@ def test_every_component_listens_on_loopback_only(tmp_path: Path) -> None:
         topology.kwok_argv(layout),
         topology.controller_manager_argv(layout),
         topology.scheduler_argv(layout),
-        topology.kube_oidc_proxy_argv(layout),
+        *(topology.kube_oidc_proxy_argv(layout, proxy) for proxy in topology.OIDC_PROXIES),
         topology.issuer_argv(layout),
         topology.workload_argv(layout),
     ]
@@ -77,9 +85,36 @@ def test_config_files(tmp_path: Path) -> None:
 
 
 def test_harness_config_names_targets_and_holds_no_secret(tmp_path: Path) -> None:
-    config = harness_config(_layout(tmp_path), standin_proxy=True, versions={"kubernetes": "v1.36.3"})
-    assert set(config["targets"]) == {"direct", "jetstack", "openunison"}
+    config = harness_config(_layout(tmp_path), versions={"kubernetes": "v1.36.3"}, service_account_uid="u-1")
+    assert set(config["targets"]) == {
+        "direct",
+        "jetstack",
+        "jetstack-0.3",
+        "jetstack-passthrough",
+        "jetstack-passthrough-sa",
+        "openunison",
+    }
     assert config["targets"]["jetstack"]["impersonating_proxy"]["user"] == "kube-oidc-proxy"
+    # No kube-oidc-proxy target is a stand-in any more; each names its own audit log.
+    for name in ("jetstack", "jetstack-0.3", "jetstack-passthrough", "jetstack-passthrough-sa"):
+        assert "standin" not in config["targets"][name]
+        assert config["targets"][name]["proxy_audit"]["format"] == "k8s-audit"
+    sa = config["targets"]["jetstack-passthrough-sa"]
+    assert sa["user"] == "sa-alice" and sa["impersonating_proxy"] is None
+    assert sa["proxy_audit"] == config["targets"]["jetstack-passthrough"]["proxy_audit"]
+    assert config["users"]["sa-alice"]["credential"]["type"] == "lab-serviceaccount"
+    assert config["users"]["sa-alice"]["expect"]["user"] == "system:serviceaccount:conformance:sa-alice"
+    assert config["users"]["sa-alice"]["expect"]["uid"] == "u-1"
     assert config["users"]["alice"]["expect"] == {"user": "alice", "groups": ["devs", "system:authenticated"]}
     text = yaml.safe_dump(config)
     assert "eyJ" not in text and "PRIVATE KEY" not in text
+
+
+def test_each_kube_oidc_proxy_logs_its_own_audit_and_only_one_passes_tokens_through(tmp_path: Path) -> None:
+    layout = _layout(tmp_path)
+    argvs = {p.name: topology.kube_oidc_proxy_argv(layout, p) for p in topology.OIDC_PROXIES}
+    assert set(argvs) == {"kube-oidc-proxy", "kube-oidc-proxy-0.3", "kube-oidc-proxy-passthrough"}
+    logs = {next(a for a in argv if a.startswith("--audit-log-path=")) for argv in argvs.values()}
+    assert len(logs) == 3
+    assert [n for n, argv in argvs.items() if "--token-passthrough" in argv] == ["kube-oidc-proxy-passthrough"]
+    assert argvs["kube-oidc-proxy-0.3"][0] == layout.binaries["kube-oidc-proxy-0.3"]
