@@ -279,7 +279,8 @@ def security_cells(config: HarnessConfig, targets: list[str], paths: list[str]) 
                 continue
             for check in SECURITY_CHECKS:
                 protocols = ("spdy", "ws") if check == "get-only-user-exec" else SECURITY_PROTOCOLS
-                user = GET_ONLY_USER if check == "get-only-user-exec" else _default_user(config)
+                own = config.targets[target].user  # a target that runs as its own user (a service account)
+                user = GET_ONLY_USER if check == "get-only-user-exec" else (own or _default_user(config))
                 if check == "get-only-user-exec" and GET_ONLY_USER not in config.users:
                     continue
                 for protocol in protocols:

@@ -72,31 +72,31 @@ def test_names_ports_and_targets(layout: Layout) -> None:
         fault_paths.check_target("jetstack", parse_fault("pass-impersonation"))
     with pytest.raises(LabError, match="unknown lab target"):
         fault_paths.check_target("nowhere", parse_fault("none"))
-    assert fault_paths.free_port(layout, set()) == 17426
-    assert fault_paths.free_port(layout, {17426, 17427}) == 17428
+    assert fault_paths.free_port(layout, set()) == 17438
+    assert fault_paths.free_port(layout, {17438, 17439}) == 17440
     every = {17400 + o for o in fault_paths.FAULT_PORT_OFFSETS}
     with pytest.raises(LabError, match="every fault hop port"):
         fault_paths.free_port(layout, every)
 
 
 def test_argv_carries_credentials_only_where_needed(layout: Layout) -> None:
-    plain = fault_paths.argv(layout, "jetstack", parse_fault("corrupt:7"), 17426)
+    plain = fault_paths.argv(layout, "jetstack", parse_fault("corrupt:7"), 17438)
     assert "--fault=corrupt:7" in plain and f"--upstream-port={layout.port('kube-oidc-proxy')}" in plain
     assert not any(a.startswith(("--signing-key", "--client-cert")) for a in plain)
-    swap = fault_paths.argv(layout, "direct", parse_fault("swap-credential:bob"), 17426)
+    swap = fault_paths.argv(layout, "direct", parse_fault("swap-credential:bob"), 17438)
     assert f"--signing-key={layout.pki.oidc_signing_key}" in swap
     assert not any(a.startswith("--client-cert") for a in swap)
-    imp = fault_paths.argv(layout, "direct", parse_fault("pass-impersonation"), 17426)
+    imp = fault_paths.argv(layout, "direct", parse_fault("pass-impersonation"), 17438)
     assert f"--client-cert={layout.pki.clients.kube_oidc_proxy.cert}" in imp
     assert f"--upstream-port={layout.port('kube-apiserver')}" in imp
 
 
 def test_the_harness_config_gets_the_path_for_its_target_only(layout: Layout, tmp_path: Path) -> None:
-    faults = {"j1": {"target": "jetstack", "fault": "truncate:100", "port": 17426}}
+    faults = {"j1": {"target": "jetstack", "fault": "truncate:100", "port": 17438}}
     alive = {"kube-apiserver": True, "kube-oidc-proxy": True, "openunison": True, "fault-j1": True}
-    config = harness_config(layout, standin_proxy=True, versions={}, paths=(), alive=alive, faults=faults)
+    config = harness_config(layout, versions={}, paths=(), alive=alive, faults=faults)
     assert config["targets"]["jetstack"]["via"]["fault-j1"] == {
-        "server": "https://127.0.0.1:17426",
+        "server": "https://127.0.0.1:17438",
         "ca_file": str(layout.pki.ca.cert),
         "available": True,
     }
@@ -104,9 +104,9 @@ def test_the_harness_config_gets_the_path_for_its_target_only(layout: Layout, tm
     entry = config["paths"]["fault-j1"]
     assert entry["kind"] == "fault-hop" and entry["fault"] == "truncate:100" and "idle_timeout_s" not in entry
     parsed = parse_config(config, tmp_path / "harness.yaml")
-    assert parsed.targets["jetstack"].endpoints["fault-j1"].server == "https://127.0.0.1:17426"
+    assert parsed.targets["jetstack"].endpoints["fault-j1"].server == "https://127.0.0.1:17438"
     assert parsed.paths["fault-j1"].idle_timeout_s is None
     # A dead hop is unavailable.
-    config = harness_config(layout, standin_proxy=True, versions={}, alive={**alive, "fault-j1": False}, faults=faults)
+    config = harness_config(layout, versions={}, alive={**alive, "fault-j1": False}, faults=faults)
     assert config["targets"]["jetstack"]["via"]["fault-j1"]["available"] is False
     assert config["paths"]["fault-j1"]["available"] is False
