@@ -382,7 +382,9 @@ class CellRunner:
                 event = await asyncio.to_thread(
                     self.proxy_audit.find, cell.key.target, markers, PROXY_AUDIT_GRACE_S, sub
                 )
-        chain = build_chain(event, observation.evidence.identity, api_finished=finished)
+        chain = build_chain(
+            event, observation.evidence.identity, api_finished=finished, late_log_possible=cell.key.client == "python"
+        )
         observation.evidence.proxy_identity = chain.proxy_identity
         observation.evidence.audit_trail = chain.trail
         # Security cells judge the refusal itself; a refused request has no chain to keep.

@@ -52,7 +52,13 @@ def proxy_identity_from_event(event: dict[str, Any]) -> Identity:
     )
 
 
-def build_chain(proxy_event: dict[str, Any] | None, applied: Identity | None, *, api_finished: bool = True) -> Chain:
+def build_chain(
+    proxy_event: dict[str, Any] | None,
+    applied: Identity | None,
+    *,
+    api_finished: bool = True,
+    late_log_possible: bool = False,
+) -> Chain:
     """Join the proxy's event for a request with the identity the API server applied to it.
 
     `api_finished`: the API server has logged the end of the request (ResponseComplete or Panic). A proxy
@@ -65,6 +71,11 @@ def build_chain(proxy_event: dict[str, Any] | None, applied: Identity | None, *,
         assert applied is not None
         if not api_finished:
             return Chain(None, None, "the request is still open at the API server; the proxy logs it when it ends")
+        if late_log_possible:
+            # The proxy logs a request when the client's connection ends; a client that lets its socket linger
+            # (the python client, measured up to 89 s) makes a late event look like a missing one.
+            return Chain(None, None, "not in the proxy's log within the grace period, and this client's socket "
+                         "may outlive the request (a late event cannot be told from a missing one)")
         return Chain(None, f"the API server ran the request as {applied.user!r} but the proxy never logged it")
     if not proxy.user:
         # kube-oidc-proxy v1.0.11 logs a request whose token it passed through (--token-passthrough) with an

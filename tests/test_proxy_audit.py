@@ -120,3 +120,13 @@ def test_a_subresource_search_skips_the_clients_other_requests_with_the_marker(t
         f.write(json.dumps(_event(marker="c77")) + "\n")
     event = logs.find("jetstack", ["c77"], 0.0, "exec")
     assert event is not None and "/exec?" in event["requestURI"]
+
+
+def test_a_missing_proxy_event_is_unverified_where_the_client_may_close_late() -> None:
+    from conformance.model import Identity
+    from conformance.proxy_audit import build_chain
+
+    applied = Identity(user="alice", groups=["devs", "system:authenticated"], source="audit")
+    assert build_chain(None, applied).broken is not None
+    late = build_chain(None, applied, late_log_possible=True)
+    assert late.broken is None and late.trail.startswith("unverified:")
