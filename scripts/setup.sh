@@ -45,12 +45,5 @@ fi
 command -v go >/dev/null || { echo "setup: Go 1.26+ is needed to build the lab (kube-apiserver, etcd, kwok)" >&2; exit 1; }
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test,lint,lab]'
-# kube-oidc-proxy: where the Go module proxy refuses its modules, `lab build` builds each from the release
-# source named by these variables (README, "kube-oidc-proxy from source"); the vendored releases sit
-# beside the repository on these machines. A value set by the caller wins.
-if [ -d ../shared/vendor/kube-oidc-proxy ]; then
-  vendor="$(cd ../shared/vendor/kube-oidc-proxy && pwd)"
-  export CONFORMANCE_KUBE_OIDC_PROXY_SRC="${CONFORMANCE_KUBE_OIDC_PROXY_SRC:-$vendor}"
-  export CONFORMANCE_KUBE_OIDC_PROXY_03_SRC="${CONFORMANCE_KUBE_OIDC_PROXY_03_SRC:-$vendor}"
-fi
+. scripts/vendor-env.sh
 conformance lab build
