@@ -83,3 +83,16 @@ def failed(result: OpResult, error_class: ErrorClass, message: str) -> Observati
     """The operation completed but the data was wrong (short, or different)."""
     result.evidence.error = message
     return Observation(error_class=error_class, evidence=result.evidence, message=message)
+
+
+# A session that ended (reset, or closed without an exit status) after part of the data: the data decides.
+ENDED_EARLY = (ErrorClass.RESET, ErrorClass.MISSING_EXIT_STATUS)
+
+
+def ended_early(result: OpResult, got_len: int, want_len: int, what: str) -> Observation | None:
+    """TRUNCATED with the byte counts when a session ended early after delivering part of the data (the
+    transport's words kept in the message); None otherwise."""
+    if result.error_class not in ENDED_EARLY or not 0 <= got_len < want_len:
+        return None
+    why = f"{result.error_class.value}: {result.message}" if result.message else result.error_class.value
+    return failed(result, ErrorClass.TRUNCATED, f"{what} ended early: {got_len} of {want_len} bytes ({why})")

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from conformance.model import ErrorClass, Observation
-from probes.common import ProbeContext, failed, observed, verify_digest
+from probes.common import ProbeContext, ended_early, failed, observed, verify_digest
 
 
 async def probe_cp_upload(ctx: ProbeContext) -> Observation:
@@ -64,7 +64,8 @@ async def probe_cp_download(ctx: ProbeContext) -> Observation:
             result.size = local.stat().st_size
     await ctx.client.exec(ctx.session, ctx.pod, ctx.container, ["rm", "-f", remote], protocol=ctx.protocol)
     if result.error_class is not ErrorClass.NONE:
-        return observed(result)
+        short = ended_early(result, result.size if result.size is not None else -1, size, "the download")
+        return short or observed(result)
     got_len = result.size if result.size is not None else -1
     problem = verify_digest(size, want, got_len, str(result.sha256), "the downloaded copy")
     if problem:

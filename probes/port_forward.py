@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from conformance.model import ErrorClass, Evidence, Observation
-from probes.common import ProbeContext, failed, observed, verify_bytes
+from probes.common import ProbeContext, ended_early, failed, observed, verify_bytes
 
 CONCURRENT = 20
 MIN_CONCURRENT_BYTES = 64 * 1024
@@ -16,7 +16,9 @@ async def _echo(ctx: ProbeContext, payloads: list[bytes], port: int) -> Observat
     result = await ctx.client.port_forward(ctx.session, ctx.pod, port, payloads, protocol=ctx.protocol)
     result.evidence.bytes_sent = sum(len(p) for p in payloads)
     if result.error_class is not ErrorClass.NONE:
-        return observed(result)
+        got = sum(len(r) for r in result.received) if result.received else -1
+        short = ended_early(result, got, result.evidence.bytes_sent, "the echo")
+        return short or observed(result)
     if len(result.received) != len(payloads):
         return failed(
             result, ErrorClass.TRUNCATED, f"{len(result.received)} of {len(payloads)} connections came back at all"

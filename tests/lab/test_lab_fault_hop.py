@@ -78,7 +78,9 @@ CASES = {
         STREAMING,
         "cp-download,port-forward",
         "spdy,ws-v5,ws-tunnel",
-        frozenset({"truncated"}),
+        # A stream that ends with fewer bytes is `truncated` ("N of M bytes"); where the hop's clean TCP close
+        # also skips the WebSocket close frame, the client rightly sees an abnormal closure: `reset`.
+        frozenset({"truncated", "reset"}),
     ),
     "idle-cut": Case(
         f"idle-cut:{IDLE_CUT_S}",
@@ -242,7 +244,9 @@ def test_the_security_suite_through_a_clean_hop_stays_green(
     running_lab: RunningLab, fault_path: Any, strict: Path, tmp_path: Path, target: str
 ) -> None:
     case = Case("none", target, SECURITY, "all", "all", frozenset())
-    rc, cells, output = run_suite(case, fault_path(target, "none", f"c-sec-{target}"), strict, tmp_path)
+    # The lab profile: some guards are never reached on these targets whatever the path (the API server's 400
+    # for impersonation without a user), and the profile declares them by target, fault paths included.
+    rc, cells, output = run_suite(case, fault_path(target, "none", f"c-sec-{target}"), Path("lab"), tmp_path)
     assert cells and rc == 0, (_summary([c for c in cells if c["outcome"] != "pass"]), output)
 
 
