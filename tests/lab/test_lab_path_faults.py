@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conformance.lab import lab
+from conformance.lab import lab, topology
 from conformance.lab.edges import EDGE_NAMES
 from conformance.lab.network_paths import PATH_NAMES, TARGET_NAMES
 from conformance.lab.supervisor import Supervisor, pid_alive
@@ -22,7 +22,7 @@ from tests.conftest import RunningLab
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 MEMORY_BUDGET_KIB = 1024 * 1024  # 1 GiB for the whole lab with every path
-CORE_PROCESSES = 9  # with openunison-token, the openunison stand-in's token refresher
+CORE_PROCESSES = 8 + len(topology.OIDC_PROXIES)  # with the openunison stand-in's token refresher
 
 
 def _config() -> dict[str, Any]:

@@ -43,7 +43,7 @@ def _free_ports(n: int) -> list[int]:
 
 @contextlib.contextmanager
 def short_idle_alb(layout: Any, work: Path) -> Iterator[Endpoint]:
-    ports = dict(zip(network_paths.TARGET_NAMES, _free_ports(3), strict=True))
+    ports = dict(zip(network_paths.TARGET_NAMES, _free_ports(len(network_paths.TARGET_NAMES)), strict=True))
     inst = network_paths.instance(
         layout,
         "alb",

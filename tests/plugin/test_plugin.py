@@ -110,7 +110,8 @@ def test_unknown_selection_is_a_usage_error(suite: pytest.Pytester, running_lab:
     result = suite.runpytest_subprocess("test_matrix.py", "--collect-only", "--target=nosuch")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert (
-        "target from --target: unknown nosuch; known: direct, jetstack, openunison"
+        "target from --target: unknown nosuch; known: direct, jetstack, jetstack-0.3, jetstack-passthrough, "
+        "jetstack-passthrough-sa, openunison"
         in result.stdout.str() + result.stderr.str()
     )
 
