@@ -255,7 +255,10 @@ class NativeAdapter:
         script = f"read a; echo got-$a; read b; echo done-$b # {marker}"
         got = await self._call(
             exec_(self._endpoint(s), s.namespace, pod, container, ["sh", "-c", script], protocol=protocol,
-                  stdin=stdin(), close_stdin=command_protocol(protocol).can_close_stdin, on_stdout=on_stdout,
+                  # No half-close after the second line: the script needs no end of input, and a FIN written
+                  # while the process exits races the kubelet's close, which makes the API server's upgrade
+                  # proxy drop the exit status in flight (docs/findings.md).
+                  stdin=stdin(), close_stdin=False, on_stdout=on_stdout,
                   timeouts=timeouts)
         )
         ended = time.monotonic()
