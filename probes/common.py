@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from conformance.adapters.base import ClientAdapter, OpResult, Session
 from conformance.classify import Answer
 from conformance.config import Workload
-from conformance.model import ErrorClass, Observation
+from conformance.model import ErrorClass, Evidence, Observation
 from probes.idle import DEFAULT_IDLE_S
 
 DEFAULT_PAYLOAD_MIB = 16
@@ -96,3 +96,13 @@ def ended_early(result: OpResult, got_len: int, want_len: int, what: str) -> Obs
         return None
     why = f"{result.error_class.value}: {result.message}" if result.message else result.error_class.value
     return failed(result, ErrorClass.TRUNCATED, f"{what} ended early: {got_len} of {want_len} bytes ({why})")
+
+
+def no_idle_probe(ctx: ProbeContext) -> Observation:
+    """The skip of an idle cell whose client has no idle probe (only the native client has one)."""
+    return Observation(
+        error_class=ErrorClass.NONE,
+        evidence=Evidence(),
+        skipped=True,
+        message=f"client {ctx.client.name} has no idle probe",
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from conformance.model import ErrorClass, Evidence, Observation
-from probes.common import ProbeContext, failed, mismatch, observed, verify_bytes
+from conformance.model import ErrorClass, Observation
+from probes.common import ProbeContext, failed, mismatch, no_idle_probe, observed, verify_bytes
 
 EXIT_CODE = 3
 STDIN_BYTES = 256 * 1024
@@ -66,12 +66,7 @@ async def probe_exec_idle(ctx: ProbeContext) -> Observation:
     0: `sh -c 'read a; echo got-$a; read b; echo done-$b'`."""
     idle_probe = getattr(ctx.client, "exec_idle", None)
     if idle_probe is None:
-        return Observation(
-            error_class=ErrorClass.NONE,
-            evidence=Evidence(),
-            skipped=True,
-            message=f"client {ctx.client.name} has no idle probe",
-        )
+        return no_idle_probe(ctx)
     result = await idle_probe(ctx.session, ctx.pod, ctx.container, ctx.idle_s, ctx.idle_timeout_s,
                               protocol=ctx.protocol, marker=ctx.marker)
     return observed(result)

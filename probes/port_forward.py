@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from conformance.model import ErrorClass, Evidence, Observation
-from probes.common import ProbeContext, ended_early, failed, observed, verify_bytes
+from probes.common import ProbeContext, ended_early, failed, no_idle_probe, observed, verify_bytes
 
 CONCURRENT = 20
 MIN_CONCURRENT_BYTES = 64 * 1024
@@ -50,12 +50,7 @@ async def probe_port_forward_idle(ctx: ProbeContext) -> Observation:
     finding, classed by when it came (probes.idle)."""
     idle_probe = getattr(ctx.client, "port_forward_idle", None)
     if idle_probe is None:
-        return Observation(
-            error_class=ErrorClass.NONE,
-            evidence=Evidence(),
-            skipped=True,
-            message=f"client {ctx.client.name} has no idle probe",
-        )
+        return no_idle_probe(ctx)
     result = await idle_probe(ctx.session, ctx.pod, ctx.workload.port, ctx.idle_s, ctx.idle_timeout_s,
                               protocol=ctx.protocol)
     return observed(result)
