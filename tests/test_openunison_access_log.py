@@ -61,3 +61,17 @@ def test_finds_a_request_by_path_user_and_window(tmp_path: Path) -> None:
     ]
     # Two outcomes in one window: ambiguous, no single line.
     assert outcome(find_request(lines, path=EXEC, start=T0 - 1, end=T0 + 2)) is None
+
+
+def test_the_access_log_chain_complete_broken_and_unverified() -> None:
+    from conformance.model import Identity
+    from conformance.proxy_audit import access_log_chain
+
+    ok, au = parse_line(OK), parse_line(AU)
+    assert ok is not None and au is not None
+    alice = Identity(user="alice", groups=["devs", "system:authenticated"], source="audit")
+    assert access_log_chain([au, ok], alice).trail == "complete"
+    bob = Identity(user="bob", groups=["system:authenticated"], source="audit")
+    assert access_log_chain([au, ok], bob).broken == "the proxy let 'alice' through but the API server ran 'bob'"
+    assert access_log_chain([ok, ok], alice).trail.startswith("unverified: 2 access-log lines")
+    assert access_log_chain([], alice).trail.startswith("unverified: no access-log line")
