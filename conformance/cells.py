@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conformance.adapters.base import ClientAdapter, Session
+from conformance.adapters.kubectl import audit_note
 from conformance.adapters.raw import RAW
 from conformance.budgets import Budgets
 from conformance.classify import answers_for, attribute
@@ -191,8 +192,10 @@ class CellRunner:
 
     async def run_async(self, cell: Cell) -> CellResult:
         started = time.monotonic()
-        expectation = self.expectations.for_cell(cell.key)
         client = RAW if cell.key.client == RAW.name else self.clients[cell.key.client]
+        # An as-shipped cell is expected to behave like the protocol its client tries by default.
+        shipped = getattr(client, "shipped_protocols", None)
+        expectation = self.expectations.for_cell(cell.key, shipped(cell.key.operation) if shipped else ())
         try:
             observation = await self._observe(cell, client)
         except Exception as exc:
@@ -308,6 +311,8 @@ class CellRunner:
             event = await asyncio.to_thread(self.audit.find, markers, SUBRESOURCE.get(cell.key.operation), wait)
             if event is not None:
                 identity = identity_from_audit_event(event)
+                if cell.key.client.startswith("kubectl-"):
+                    observation.evidence.notes.append(audit_note(event))
         ssr_problem = None
         if identity is None and worked and self.config.identity_require == "any" and not observation.identity_decides:
             try:

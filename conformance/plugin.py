@@ -47,14 +47,25 @@ OPTIONS = (
     Option("target", "CONFORMANCE_TARGET", "targets to probe: names from the config, comma-separated, or 'all'", "all"),
     Option("path", "CONFORMANCE_PATH", "network paths: names from the config, comma-separated, or 'all'", "all"),
     Option(
-        "protocol", "CONFORMANCE_PROTOCOL", "protocols (spdy, ws-v5, ws-tunnel, ...), comma-separated, or 'all'", "all"
+        "protocol",
+        "CONFORMANCE_PROTOCOL",
+        "protocols (spdy, ws-v5, ws-tunnel, as-shipped, ...), comma-separated, or 'all'",
+        "all",
     ),
     Option("op", "CONFORMANCE_OP", "operations (exec, cp-upload, port-forward, ...), comma-separated, or 'all'", "all"),
     Option(
         "client",
         "CONFORMANCE_CLIENT",
-        "clients: native, kubectl-1.NN, kubectl (every installed version), python, comma-separated, or 'all'",
-        "native,kubectl-1.35,python",
+        "clients: native, python, kubectl-1.NN, kubectl-1.AA..1.BB, kubectl (every version, 1.24 to 1.37; "
+        "fetched on demand), comma-separated, or 'all'",
+        "native,kubectl,python",
+    ),
+    Option(
+        "kubectl-modes",
+        "CONFORMANCE_KUBECTL_MODES",
+        "kubectl modes: as-shipped (the version's own defaults, protocol 'as-shipped'; exec, cp, attach, "
+        "port-forward) and forced (spdy/ws/ws-tunnel through the KUBECTL_* gates), each [=1.NN[..1.MM]]",
+        "as-shipped,forced=1.35",
     ),
     Option("user", "CONFORMANCE_USER", "the config user whose identity the matrix runs as", "alice"),
     Option("config", "CONFORMANCE_CONFIG", "harness config file (default: the running local lab's)"),

@@ -7,6 +7,7 @@ settings). Every bad setting becomes a ConfigError that says where the value cam
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -221,34 +222,50 @@ def config_from_kubeconfig(path: Path, context: str | None) -> HarnessConfig:
 
 
 def _clients(settings: Settings) -> dict[str, ClientAdapter]:
-    from conformance.adapters.kubectl import KubectlAdapter
-    from conformance.lab.build import installed_components
-
-    installed = {n: m for n, m in installed_components().items() if n.startswith("kubectl-")}
-    wanted = settings.selection("client")
-    available: dict[str, ClientAdapter] = {}
+    """The run's clients: native, python, and each selected kubectl version in its modes (installed on demand)."""
     from conformance.adapters.native import NativeAdapter
     from conformance.adapters.python_client import PythonClientAdapter
+    from conformance.kubectl_versions import DEFAULT_MODES, kubectl_minors, modes_for, parse_modes
 
-    available["native"] = NativeAdapter()
-    for name, manifest in sorted(installed.items()):
-        minor = int(name.split(".")[1])
-        available[name] = KubectlAdapter(Path(manifest.binaries["kubectl"]), manifest.version, minor)
-    available["python"] = PythonClientAdapter()
-    if wanted is None:
-        return available
+    where = f"client from {settings.sources.get('client', 'default')}"
+    wanted = settings.selection("client") or ["native", "kubectl", "python"]
+    mode_specs = parse_modes(
+        settings.get("kubectl-modes") or DEFAULT_MODES,
+        f"kubectl-modes from {settings.sources.get('kubectl-modes', 'default')}",
+    )
     chosen: dict[str, ClientAdapter] = {}
     for name in wanted:
-        if name == "kubectl":
-            chosen.update({k: v for k, v in available.items() if k.startswith("kubectl-")})
-        elif name in available:
-            chosen[name] = available[name]
+        minors = kubectl_minors(name, where)
+        if minors is not None:
+            with_modes = [m for m in minors if modes_for(m, mode_specs)]
+            if not with_modes:
+                raise ConfigError(
+                    f"{where}: {name} is selected, but kubectl-modes "
+                    f"({settings.get('kubectl-modes') or DEFAULT_MODES}) gives none of its versions a mode"
+                )
+            for minor in with_modes:
+                chosen[f"kubectl-1.{minor}"] = _kubectl(minor, modes_for(minor, mode_specs))
+        elif name == "native":
+            chosen[name] = NativeAdapter()
+        elif name == "python":
+            chosen[name] = PythonClientAdapter()
         else:
             raise ConfigError(
-                f"client from {settings.sources['client']}: {name!r} is not available; available: "
-                f"{', '.join(available) or 'none'} (kubectl versions come from `conformance lab build`)"
+                f"{where}: {name!r} is not a client; clients: native, python, kubectl-1.NN, kubectl-1.AA..1.BB, "
+                "kubectl (every supported version)"
             )
     return chosen
+
+
+def _kubectl(minor: int, modes: frozenset[str]) -> ClientAdapter:
+    """kubectl 1.`minor`, from the cache or installed now (bounded; a ComponentError says why it could not)."""
+    from conformance.adapters.kubectl import KubectlAdapter
+    from conformance.lab.build import Progress, install_kubectl, installed_components
+
+    manifest = installed_components().get(f"kubectl-1.{minor}")
+    if manifest is None:
+        manifest = install_kubectl(Progress(lambda line: print(f"conformance: {line}", file=sys.stderr)), minor)
+    return KubectlAdapter(Path(manifest.binaries["kubectl"]), manifest.version, minor, modes)
 
 
 def session_for(config: pytest.Config) -> SuiteSession:

@@ -1,10 +1,16 @@
-"""Real kubectl as a cell client, with the protocol forced through its environment gates.
+"""Real kubectl (any minor from 1.24 to 1.37) as a cell client, as shipped or with the protocol forced.
 
-`KUBECTL_REMOTE_COMMAND_WEBSOCKETS` (exec, attach, cp) and `KUBECTL_PORT_FORWARD_WEBSOCKETS` are set to
-"true" or "false" (kubectl treats anything but "false" as on). kubectl runs with `-v=6`, whose log lines
-say which request was upgraded with which status, the negotiated subprotocol, and any fallback
-("RemoteCommand fallback", "fallback to secondary dialer"); they are separated from the command's own
-stderr. A unique `--request-timeout` marks every request kubectl sends (`?timeout=...`), so the API
+Two modes per version:
+- forced (cell protocols `spdy`, `ws`, `ws-tunnel`): `KUBECTL_REMOTE_COMMAND_WEBSOCKETS` (exec, attach, cp)
+  and `KUBECTL_PORT_FORWARD_WEBSOCKETS` are set to "true" or "false" (kubectl treats anything but "false"
+  as on; versions before the gates exist ignore them and speak SPDY);
+- as shipped (cell protocol `as-shipped`): every inherited `KUBECTL_*` variable removed, so the version's
+  own defaults decide, as on a laptop (`SHIPPED`: what each minor tries first, FIELD.md / KEP-4006).
+
+kubectl runs with `-v=6`, whose log lines say which request was upgraded with which status, the negotiated
+subprotocol, and any fallback ("RemoteCommand fallback", "fallback to secondary dialer"); they are separated
+from the command's own stderr. The lines changed over the versions (`LOG_FORMATS` below, each seen in a
+real run). A unique `--request-timeout` marks every request kubectl sends (`?timeout=...`), so the API
 server's audit event for exactly this cell can be found.
 """
 
@@ -18,7 +24,7 @@ import re
 import secrets
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from conformance.adapters.base import OpResult, Session
@@ -28,10 +34,34 @@ from conformance.model import ErrorClass, Evidence
 from conformance.redact import redact
 
 KLOG_LINE = re.compile(rb"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\]]+\] ?(.*)$")
-RESPONSE = re.compile(r'"Response" verb="(\w+)" url="([^"]+)" status="([^"]+)"')
-NEGOTIATED = re.compile(r"negotiated protocol: (\S+)")
-FALLBACK = re.compile(r"RemoteCommand fallback|fallback to secondary dialer")
-STREAMING_SUBRESOURCE = re.compile(r"/(exec|attach|portforward)\?")
+# The -v=6 line of each request, by kubectl version (round_trippers.go):
+#   1.33+: "Response" verb="GET" url="https://.../exec?..." status="101 Switching Protocols" milliseconds=8
+#   -1.32: POST https://.../exec?... 101 Switching Protocols in 6 milliseconds
+# A WebSocket upgrade that was refused logs an empty status (status="" / "URL  in 8 milliseconds").
+RESPONSE = re.compile(r'"Response" verb="(\w+)" url="([^"]+)" status="([^"]*)"')
+RESPONSE_OLD = re.compile(r"^(GET|POST) (https?://\S+) (.*?) ?in \d+ milliseconds$")
+# The subprotocol a WebSocket upgrade settled on:
+#   exec 1.30-1.36: The subprotocol is v5.channel.k8s.io          exec 1.37: "Subprotocol negotiated" protocol="v5..."
+#   port-forward 1.31-1.32: negotiated protocol: portforward.k8s.io
+#   port-forward 1.33+: "Negotiation complete" protocol="portforward.k8s.io"
+NEGOTIATED = re.compile(
+    r"(?:The subprotocol is |negotiated protocol: )(\S+)"
+    r'|"(?:Subprotocol negotiated|Negotiation complete)" protocol="([^"]*)"'
+)
+FALLBACK = re.compile(r"RemoteCommand fallback|fallback to secondary dialer", re.IGNORECASE)
+AS_SHIPPED = "as-shipped"
+# Operations with as-shipped cells: the ones KEP-4006 moved (each version's default decides).
+AS_SHIPPED_OPERATIONS = ("exec", "cp-upload", "cp-download", "attach", "port-forward")
+REMOTE_COMMAND_OPERATIONS = ("exec", "exec-stdin", "cp-upload", "cp-download", "attach")
+PORT_FORWARD_OPERATIONS = ("port-forward", "port-forward-concurrent")
+# The first minor that tries WebSocket by default (FIELD.md, KEP-4006; checked against the real binaries):
+# exec/attach/cp from 1.30 (v5.channel.k8s.io), port-forward from 1.31 (SPDY over WebSocket). Each falls
+# back to SPDY on an upgrade failure.
+WEBSOCKET_DEFAULT_MINOR = {"remote-command": 30, "port-forward": 31}
+# The first minor whose gate can force WebSocket (alpha, off by default): older versions ignore the gate and
+# speak SPDY, so they get no forced WebSocket cell (it would claim a protocol kubectl never spoke).
+WEBSOCKET_GATE_MINOR = {"remote-command": 29, "port-forward": 30}
+STREAMING_SUBRESOURCE = re.compile(r"/(exec|attach|portforward)(\?|$)")
 PORT_FORWARD_READY = re.compile(rb"Forwarding from 127\.0\.0\.1:(\d+) ->")
 MAX_OUTPUT = 64 * 1024 * 1024
 READ_CHUNK = 65536
@@ -49,42 +79,91 @@ def split_klog(stderr: bytes) -> tuple[bytes, list[str]]:
     return b"".join(own), log
 
 
+def shipped_protocols(minor: int, operation: str) -> tuple[str, ...]:
+    """What kubectl 1.`minor` tries for `operation` as shipped, in order (a second entry is its fallback)."""
+    if operation in REMOTE_COMMAND_OPERATIONS:
+        first = WEBSOCKET_DEFAULT_MINOR["remote-command"]
+        return ("ws", "spdy") if minor >= first else ("spdy",)
+    if operation in PORT_FORWARD_OPERATIONS:
+        first = WEBSOCKET_DEFAULT_MINOR["port-forward"]
+        return ("ws-tunnel", "spdy") if minor >= first else ("spdy",)
+    return ()
+
+
+def _response(message: str) -> tuple[str, str, str] | None:
+    """(verb, url, status) of a request's -v=6 line, in either version's format."""
+    m = RESPONSE.search(message) or RESPONSE_OLD.search(message)
+    return (m.group(1), m.group(2), m.group(3)) if m else None
+
+
 def read_protocol_evidence(log: list[str], evidence: Evidence) -> None:
-    """Which streaming request was upgraded, how, and whether kubectl fell back."""
-    attempts = []
+    """Which streaming request was upgraded, how, and whether kubectl fell back.
+
+    `protocol_negotiated` is always filled once a streaming request reached a server: `spdy` or `websocket`,
+    with the subprotocol when kubectl names it (`websocket (v5.channel.k8s.io)`); when the last attempt was
+    not upgraded, `<kind> (not upgraded: <status>)`. A WebSocket GET then a SPDY POST is a fallback.
+    """
+    attempts: list[str] = []
+    kinds: list[str] = []
     for message in log:
-        m = RESPONSE.search(message)
-        if m and STREAMING_SUBRESOURCE.search(m.group(2)):
-            verb, status = m.group(1), m.group(3)
+        response = _response(message)
+        if response and STREAMING_SUBRESOURCE.search(response[1]):
+            verb, _, status = response
             kind = "websocket" if verb == "GET" else "spdy"
-            attempts.append(f"{kind}: {status}")
-            if status.startswith("101"):
-                evidence.protocol_negotiated = kind
-            evidence.status_line = f"HTTP/1.1 {status}"
+            kinds.append(kind)
+            attempts.append(f"{kind}: {status or 'not upgraded (no status logged)'}")
+            upgraded = status.startswith("101")
+            evidence.protocol_negotiated = kind if upgraded else f"{kind} (not upgraded: {status or 'no status'})"
+            if status:
+                evidence.status_line = f"HTTP/1.1 {status}"
         n = NEGOTIATED.search(message)
         if n:
-            evidence.protocol_negotiated = f"{evidence.protocol_negotiated or 'websocket'} ({n.group(1)})"
+            sub = n.group(1) or n.group(2) or ""
+            base = (evidence.protocol_negotiated or "websocket").split(" (")[0]
+            evidence.protocol_negotiated = f"{base} ({sub})" if sub else base
         if FALLBACK.search(message):
             evidence.fallback = "websocket->spdy"
             evidence.notes.append(redact(message)[:300])
+    if evidence.fallback is None and "websocket" in kinds and kinds[-1] == "spdy":
+        evidence.fallback = "websocket->spdy"  # the log said nothing, but it tried both, WebSocket first
     if attempts:
         evidence.transcript.extend(attempts)
 
 
+def audit_note(event: dict[str, object]) -> str:
+    """What the API server saw of kubectl's streaming request, from its audit event: the verb says the
+    protocol (a WebSocket upgrade is a GET, `get`; SPDY a POST, `create`) and the user agent the version."""
+    verb = str(event.get("verb") or "?")
+    kind = {"get": "websocket", "create": "spdy"}.get(verb, "?")
+    agent = str(event.get("userAgent") or "?").split(" ")[0][:60]
+    return f"api server saw: {verb} ({kind}) from {agent}"
+
+
 class KubectlAdapter:
-    def __init__(self, binary: Path, version: str, minor: int) -> None:
+    def __init__(
+        self, binary: Path, version: str, minor: int, modes: frozenset[str] = frozenset({"forced"})
+    ) -> None:
         self.binary = binary
         self.version = version
+        self.minor = minor
         self.name = f"kubectl-1.{minor}"
+        self.modes = modes  # "forced" and/or AS_SHIPPED
 
     def protocols(self, operation: str) -> tuple[str, ...]:
-        if operation in ("exec", "exec-stdin", "cp-upload", "cp-download", "attach"):
-            return ("spdy", "ws")
-        if operation in ("port-forward", "port-forward-concurrent"):
-            return ("spdy", "ws-tunnel")
-        if operation == "logs-follow":
-            return ("http",)
-        return ()
+        forced: tuple[str, ...] = ()
+        if "forced" in self.modes:
+            if operation in REMOTE_COMMAND_OPERATIONS:
+                forced = ("spdy", "ws") if self.minor >= WEBSOCKET_GATE_MINOR["remote-command"] else ("spdy",)
+            elif operation in PORT_FORWARD_OPERATIONS:
+                forced = ("spdy", "ws-tunnel") if self.minor >= WEBSOCKET_GATE_MINOR["port-forward"] else ("spdy",)
+            elif operation == "logs-follow":
+                forced = ("http",)
+        shipped = (AS_SHIPPED,) if AS_SHIPPED in self.modes and operation in AS_SHIPPED_OPERATIONS else ()
+        return forced + shipped
+
+    def shipped_protocols(self, operation: str) -> tuple[str, ...]:
+        """What this version tries as shipped: the expectations of an as-shipped cell follow it."""
+        return shipped_protocols(self.minor, operation)
 
     @contextlib.contextmanager
     def _kubeconfig(self, s: Session) -> Iterator[Path]:
@@ -105,12 +184,15 @@ class KubectlAdapter:
                 cluster["insecure-skip-tls-verify"] = True
             yield write_kubeconfig(Path(tmp) / "config", config)
 
-    def _env(self, protocol: str) -> dict[str, str]:
+    @staticmethod
+    def _env(protocol: str) -> dict[str, str]:
+        """kubectl's environment: no inherited KUBECTL_* (as shipped: the version's defaults decide), the
+        gates set when forced, no KUBECONFIG, no proxy variables (the path decides, never the environment)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBECTL_", "KUBECONFIG"))}
-        ws = "false" if protocol == "spdy" else "true"
-        env["KUBECTL_REMOTE_COMMAND_WEBSOCKETS"] = ws
-        env["KUBECTL_PORT_FORWARD_WEBSOCKETS"] = ws
-        # kubectl honours HTTPS_PROXY too; the path decides, never the environment.
+        if protocol != AS_SHIPPED:
+            ws = "false" if protocol == "spdy" else "true"
+            env["KUBECTL_REMOTE_COMMAND_WEBSOCKETS"] = ws
+            env["KUBECTL_PORT_FORWARD_WEBSOCKETS"] = ws
         for key in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
             env.pop(key, None)
         return env
@@ -224,7 +306,7 @@ class KubectlAdapter:
     async def attach(self, s: Session, pod: str, container: str, *, protocol: str, seconds: float) -> OpResult:
         marker = self.marker()
         result, _ = await self._run_for(
-            s, ["-n", s.namespace, "attach", pod, "-c", container], protocol, seconds, marker
+            s, ["-n", s.namespace, "attach", pod, "-c", container], protocol, seconds, marker, from_upgrade=True
         )
         return result
 
@@ -237,9 +319,14 @@ class KubectlAdapter:
         return (await self._run_for(s, args, "http", seconds, self.marker()))[0]
 
     async def _run_for(
-        self, s: Session, args: list[str], protocol: str, seconds: float, marker: str
+        self, s: Session, args: list[str], protocol: str, seconds: float, marker: str, *, from_upgrade: bool = False
     ) -> tuple[OpResult, bytes]:
-        """Run a command that never ends by itself (attach, logs -f) for `seconds`, then stop it."""
+        """Run a command that never ends by itself (attach, logs -f) for `seconds`, then stop it.
+
+        `from_upgrade`: the window starts when kubectl logs the streaming request's answer, not when the
+        process starts (old versions spend a while on discovery first, more so on a busy machine); until then
+        the probe's own timeout applies.
+        """
         evidence = Evidence(protocol_requested=protocol)
         start = time.monotonic()
         with self._kubeconfig(s) as kubeconfig:
@@ -253,19 +340,25 @@ class KubectlAdapter:
             )
             assert proc.stdout is not None and proc.stderr is not None
             # Read as it arrives: cancelling communicate() at the deadline would throw away what it had read.
+            answered = asyncio.Event()
             out_task = asyncio.create_task(_drain(proc.stdout))
-            err_task = asyncio.create_task(_drain(proc.stderr))
+            err_task = asyncio.create_task(_drain(proc.stderr, on_line=_upgrade_watch(answered)))
+            exited = asyncio.create_task(proc.wait())
+            if from_upgrade:
+                waiter = asyncio.create_task(answered.wait())
+                await asyncio.wait({exited, waiter}, timeout=s.timeout_s, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
             try:
-                await asyncio.wait_for(proc.wait(), seconds)
+                await asyncio.wait_for(asyncio.shield(exited), seconds)
                 ended_early = True
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):  # it may have ended just now
                     proc.terminate()
                 try:
-                    await asyncio.wait_for(proc.wait(), 10)
+                    await asyncio.wait_for(exited, 10)
                 except TimeoutError:
                     proc.kill()
-                    await proc.wait()
+                    await exited
                 ended_early = False
             stdout, stderr = await out_task, await err_task
         evidence.timings.total_s = time.monotonic() - start
@@ -273,7 +366,8 @@ class KubectlAdapter:
         result = OpResult(
             ErrorClass.NONE, evidence, stdout=stdout[:MAX_OUTPUT], stderr=own_stderr, exit_code=proc.returncode
         )
-        if ended_early:
+        # Stopped at the deadline while its streaming request had been refused: a refusal, not a quiet stream.
+        if ended_early or _refused_status(evidence.status_line) is not None:
             result.exit_code = proc.returncode if proc.returncode else 1
             result = self._judge_exit(result)
             if result.error_class is ErrorClass.NONE:
@@ -355,13 +449,34 @@ def _refused_status(status_line: str | None) -> int | None:
     return int(parts[1])
 
 
-async def _drain(reader: asyncio.StreamReader, limit: int = MAX_OUTPUT) -> bytes:
-    """Everything until EOF, keeping at most `limit` bytes (the rest is read and dropped)."""
+async def _drain(
+    reader: asyncio.StreamReader, limit: int = MAX_OUTPUT, on_line: Callable[[bytes], None] | None = None
+) -> bytes:
+    """Everything until EOF, keeping at most `limit` bytes (the rest is read and dropped); `on_line` sees each
+    complete line as it arrives."""
     data = bytearray()
+    pending = b""
     while chunk := await reader.read(READ_CHUNK):
         if len(data) < limit:
             data += chunk[: limit - len(data)]
+        if on_line is not None:
+            *lines, pending = (pending + chunk).split(b"\n")
+            pending = pending[-READ_CHUNK:]
+            for line in lines:
+                on_line(line)
     return bytes(data)
+
+
+def _upgrade_watch(answered: asyncio.Event) -> Callable[[bytes], None]:
+    """Sets `answered` once kubectl logs the answer to its streaming request (upgraded or not)."""
+
+    def see(line: bytes) -> None:
+        m = KLOG_LINE.match(line)
+        response = _response(m.group(1).decode("utf-8", "replace")) if m else None
+        if response and STREAMING_SUBRESOURCE.search(response[1]):
+            answered.set()
+
+    return see
 
 
 async def _echo_roundtrip(port: int, payload: bytes) -> bytes:

