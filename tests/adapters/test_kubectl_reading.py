@@ -59,7 +59,11 @@ def test_what_each_version_spoke_without_a_fallback(name: str, negotiated: str, 
     ("name", "negotiated", "status"),
     [
         ("exec-1.29-alb", "spdy (not upgraded: 400 Bad Request)", "HTTP/1.1 400 Bad Request"),
-        ("exec-1.24-openunison", "spdy (not upgraded: 500 Internal Server Error)", "HTTP/1.1 500 Internal Server Error"),
+        (
+            "exec-1.24-openunison",
+            "spdy (not upgraded: 500 Internal Server Error)",
+            "HTTP/1.1 500 Internal Server Error",
+        ),
         ("pf-1.30-gateway", "spdy (not upgraded: 403 Forbidden)", "HTTP/1.1 403 Forbidden"),
     ],
 )
@@ -191,8 +195,8 @@ def test_forced_sets_both_gates_over_inherited_ones(monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize(
     ("verb", "agent", "note"),
     [
-        ("get", "kubectl/v1.30.0 (linux/amd64) kubernetes/7c48c2b", "api server saw: get (websocket) from kubectl/v1.30.0"),
-        ("create", "kubectl/v1.24.0 (linux/amd64) kubernetes/4ce5a89", "api server saw: create (spdy) from kubectl/v1.24.0"),
+        ("get", "kubectl/v1.30.0 (linux/amd64) k/7c48", "api server saw: get (websocket) from kubectl/v1.30.0"),
+        ("create", "kubectl/v1.24.0 (linux/amd64) k/4ce5", "api server saw: create (spdy) from kubectl/v1.24.0"),
     ],
 )
 def test_the_audit_event_says_which_protocol_reached_the_api_server(verb: str, agent: str, note: str) -> None:

@@ -20,7 +20,8 @@ def shipped(target: str, path: str, operation: str, minor: int) -> Expectation:
 
 
 def forced(target: str, path: str, protocol: str, operation: str) -> Expectation:
-    return LAB.for_cell(CellKey(target=target, path=path, protocol=protocol, operation=operation, client="kubectl-1.35"))
+    key = CellKey(target=target, path=path, protocol=protocol, operation=operation, client="kubectl-1.35")
+    return LAB.for_cell(key)
 
 
 @pytest.mark.parametrize("minor", range(24, 30))
