@@ -70,3 +70,64 @@ def test_bad_modes_are_config_errors(text: str, words: str) -> None:
     with pytest.raises(ConfigError, match="--kubectl-modes") as info:
         parse_modes(text, "--kubectl-modes")
     assert words in str(info.value)
+
+
+def settings(client: str | None, modes: str | None = None) -> object:
+    from conformance.plugin import Settings
+
+    values = {"client": client, "kubectl-modes": modes}
+    return Settings(values, {"client": "--client", "kubectl-modes": "--kubectl-modes"})
+
+
+@pytest.fixture
+def installed(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> list[int]:
+    """Every version 'installed' (fake manifests); records the versions that had to be installed."""
+    from conformance.lab import build
+
+    fetched: list[int] = []
+
+    def manifest(minor: int) -> build.Manifest:
+        return build.Manifest(f"kubectl-1.{minor}", f"1.{minor}", f"v1.{minor}.9", {"kubectl": f"/k/1.{minor}"})
+
+    cached = {f"kubectl-1.{m}": manifest(m) for m in KUBECTL_MINORS if m != 26}
+    monkeypatch.setattr(build, "installed_components", lambda: cached)
+
+    def install(_progress: object, minor: int, force: bool = False) -> build.Manifest:
+        fetched.append(minor)
+        return manifest(minor)
+
+    monkeypatch.setattr(build, "install_kubectl", install)
+    return fetched
+
+
+def test_the_default_run_has_every_version_as_shipped_and_1_35_forced(installed: list[int]) -> None:
+    from conformance.suite_session import _clients
+
+    clients = _clients(settings(None))  # type: ignore[arg-type]
+    kubectls = [n for n in clients if n.startswith("kubectl-")]
+    assert kubectls == [f"kubectl-1.{m}" for m in range(24, 38)]
+    assert "native" in clients and "python" in clients
+    assert installed == [26]  # the one not cached was fetched on demand
+    assert clients["kubectl-1.28"].protocols("exec") == ("as-shipped",)
+    assert clients["kubectl-1.35"].protocols("exec") == ("spdy", "ws", "as-shipped")
+    assert clients["kubectl-1.26"].version == "v1.26.9"  # the exact version, from the manifest
+
+
+def test_a_range_with_forced_modes(installed: list[int]) -> None:
+    from conformance.suite_session import _clients
+
+    clients = _clients(settings("kubectl-1.29..1.31", "forced"))  # type: ignore[arg-type]
+    assert list(clients) == ["kubectl-1.29", "kubectl-1.30", "kubectl-1.31"]
+    assert clients["kubectl-1.30"].protocols("port-forward") == ("spdy", "ws-tunnel")
+    assert installed == []
+
+
+def test_a_version_no_mode_covers_is_a_config_error(installed: list[int]) -> None:
+    from conformance.suite_session import _clients
+
+    with pytest.raises(ConfigError, match="gives none of its versions a mode"):
+        _clients(settings("kubectl-1.28", "forced=1.35"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="not a kubectl version"):
+        _clients(settings("kubectl-latest"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="'java' is not a client"):
+        _clients(settings("java"))  # type: ignore[arg-type]
