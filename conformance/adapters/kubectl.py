@@ -188,7 +188,10 @@ class KubectlAdapter:
     def _env(protocol: str) -> dict[str, str]:
         """kubectl's environment: no inherited KUBECTL_* (as shipped: the version's defaults decide), the
         gates set when forced, no KUBECONFIG, no proxy variables (the path decides, never the environment)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBECTL_", "KUBECONFIG"))}
+        # Read key by key: pytest sets and deletes PYTEST_CURRENT_TEST while cells run in the prefetch thread,
+        # and iterating os.environ.items() then raises KeyError.
+        snapshot = {k: v for k in list(os.environ) if (v := os.environ.get(k)) is not None}
+        env = {k: v for k, v in snapshot.items() if not k.startswith(("KUBECTL_", "KUBECONFIG"))}
         if protocol != AS_SHIPPED:
             ws = "false" if protocol == "spdy" else "true"
             env["KUBECTL_REMOTE_COMMAND_WEBSOCKETS"] = ws
