@@ -15,6 +15,7 @@ import asyncio
 import re
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -74,9 +75,10 @@ def run_plain(binary: Path, kubeconfig: Path, home: Path, operation: str, pod: s
         out, err = proc.communicate(timeout=TIMEOUT_S)
         return Plain(proc.returncode == 0 and out == ECHO, spoke(err), err.decode(errors="replace")[-300:])
     if operation == "cp-upload":
-        local = home / "payload.bin"
+        unique = f"ground-truth-{time.monotonic_ns()}-{threading.get_ident()}"
+        local = home / unique  # one file per run: runs go four at a time
         local.write_bytes(PAYLOAD)
-        remote = f"{pod}:/tmp/ground-truth-{time.monotonic_ns()}"
+        remote = f"{pod}:/tmp/{unique}"
         proc = kubectl(binary, kubeconfig, home, "cp", "-c", "main", str(local), remote)
         _, err = proc.communicate(timeout=TIMEOUT_S)
         return Plain(proc.returncode == 0, spoke(err), err.decode(errors="replace")[-300:])
@@ -184,9 +186,8 @@ def test_the_versions_really_differ_as_kep_4006_says(sides: Sides) -> None:
 
 def test_the_harness_as_shipped_cells_say_what_plain_kubectl_does(sides: Sides) -> None:
     """Same protocol on the wire, and the same answer to "can it work here". A disagreement is asked again
-    (both sides, up to RETRIES times): a stream that broke once on a busy machine (kubectl 1.30.0's
-    WebSocket client does so now and then, docs/clients.md) is reported, but only a disagreement that
-    stays fails the test."""
+    (both sides, up to RETRIES times): a stream that broke once on a busy machine (docs/kubectl.md) is
+    reported, but only a disagreement that stays fails the test."""
     assert set(sides.plain) == set(sides.harness)
     differ, flaky = [], []
     for key, plain in sorted(sides.plain.items()):
