@@ -50,6 +50,8 @@ NEGOTIATED = re.compile(
 )
 FALLBACK = re.compile(r"RemoteCommand fallback|fallback to secondary dialer", re.IGNORECASE)
 AS_SHIPPED = "as-shipped"
+MARKER_MIN_NS = 120 * 1_000_000_000
+MARKER_SPAN_NS = 60 * 1_000_000_000
 # Operations with as-shipped cells: the ones KEP-4006 moved (each version's default decides).
 AS_SHIPPED_OPERATIONS = ("exec", "cp-upload", "cp-download", "attach", "port-forward")
 REMOTE_COMMAND_OPERATIONS = ("exec", "exec-stdin", "cp-upload", "cp-download", "attach")
@@ -213,15 +215,22 @@ class KubectlAdapter:
 
     @staticmethod
     def marker() -> str:
-        """A unique --request-timeout (two to three minutes, random milliseconds) that ends up in every URL."""
-        return f"{120 + secrets.randbelow(60000) / 1000:.3f}s"
+        """A unique --request-timeout that ends up in every URL: two to three minutes, random nanoseconds.
+        (Milliseconds gave 60,000 values: a full matrix of kubectl cells drew the same one twice, and a refused
+        cell found another cell's audit event.)"""
+        return f"{MARKER_MIN_NS + secrets.randbelow(MARKER_SPAN_NS)}ns"
 
     @staticmethod
     def url_marker(marker: str) -> str:
-        """The same duration as Go prints it in `?timeout=` (e.g. 123.450s -> 2m3.45s)."""
-        millis = round(float(marker.rstrip("s")) * 1000)
-        minutes, rest = divmod(millis, 60000)
-        seconds = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+        """The same duration as Go prints it in `?timeout=` (123456789012ns -> 2m3.456789012s; 123.450s ->
+        2m3.45s)."""
+        if marker.endswith("ns"):
+            nanos = int(marker.removesuffix("ns"))
+        else:
+            nanos = round(float(marker.rstrip("s")) * 1000) * 1_000_000
+        minutes, rest = divmod(nanos, 60 * 1_000_000_000)
+        whole, fraction = divmod(rest, 1_000_000_000)
+        seconds = f"{whole}.{fraction:09d}".rstrip("0").rstrip(".")
         return f"timeout={minutes}m{seconds}s" if minutes else f"timeout={seconds}s"
 
     async def _run(

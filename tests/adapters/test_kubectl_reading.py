@@ -203,3 +203,23 @@ def test_the_audit_event_says_which_protocol_reached_the_api_server(verb: str, a
     from conformance.adapters.kubectl import audit_note
 
     assert audit_note({"verb": verb, "userAgent": agent}) == note
+
+
+@pytest.mark.parametrize(
+    ("marker", "in_url"),
+    [
+        ("123456789012ns", "timeout=2m3.456789012s"),  # what kubectl 1.24, 1.30 and 1.37 put in the URL
+        ("120000000100ns", "timeout=2m0.0000001s"),
+        ("120000000000ns", "timeout=2m0s"),
+        ("123.450s", "timeout=2m3.45s"),
+        ("59.5s", "timeout=59.5s"),
+    ],
+)
+def test_the_request_timeout_marker_as_go_prints_it(marker: str, in_url: str) -> None:
+    assert KubectlAdapter.url_marker(marker) == in_url
+
+
+def test_markers_are_drawn_from_a_space_a_full_matrix_does_not_exhaust() -> None:
+    markers = {KubectlAdapter.marker() for _ in range(5000)}
+    assert len(markers) == 5000
+    assert all(120 * 10**9 <= int(m.removesuffix("ns")) < 180 * 10**9 for m in markers)
