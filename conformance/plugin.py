@@ -69,8 +69,8 @@ OPTIONS = (
     Option(
         "concurrency",
         "CONFORMANCE_CONCURRENCY",
-        "cells run at once in this process (cells mostly wait on the "
-        "network; under pytest-xdist each worker runs one at a time)",
+        "cells run at once (cells mostly wait on the network; under pytest-xdist -n N each worker runs "
+        "its share of this, rounded up)",
         "8",
     ),
     Option(
@@ -185,6 +185,24 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_ResultCollector(settings), "conformance-results")
 
 
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    from conformance.xdist_groups import tell_worker
+
+    tell_worker(node.config, node.workerinput)  # -n N: each worker prefetches its own share of cells
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from conformance.suite_session import is_cell_nodeid
+    from conformance.xdist_groups import groups_wanted, make_scheduler
+
+    if not groups_wanted(config):
+        return None
+    return make_scheduler(config, log, lambda nodeid: is_cell_nodeid(config, nodeid))
+
+
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     settings = config.stash.get(SETTINGS, None)
     if settings is None or not _uses_cells(config):
@@ -226,21 +244,30 @@ def pytest_collection_modifyitems(config: pytest.Config) -> None:
         raise pytest.UsageError(f"conformance: {error}")
 
 
+def _cell_of(item: pytest.Item) -> Cell | None:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    cell: Cell | None = params.get(MATRIX_ARG) or params.get(SECURITY_ARG)
+    return cell
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Outside xdist, start running the collected cells ahead of their tests (conformance.prefetch)."""
+    """Start running the collected cells ahead of their tests (conformance.prefetch); an xdist worker
+    prepares its share instead (conformance.xdist_groups), run from its first cell on."""
     config = session.config
-    if not _uses_cells(config) or hasattr(config, "workerinput") or config.option.collectonly:
+    if not _uses_cells(config) or config.option.collectonly:
         return
     from conformance.suite_session import ensure_workload, session_for
+    from conformance.xdist_groups import deal, worker_count
 
+    cells = [cell for item in session.items if (cell := _cell_of(item)) is not None]
+    total = int(config.stash[SETTINGS].get("concurrency") or 1)
+    if hasattr(config, "workerinput"):
+        workers = worker_count(config)
+        if workers is not None:  # the same deal as the controller's scheduler, over the same collection
+            session_for(config).plan_worker_groups(cells, deal([c.id for c in cells], workers), total, workers)
+        return
     _usage_errors(ensure_workload, config)  # before any cell runs, prefetched ones included
-    cells = []
-    for item in session.items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        cell = params.get(MATRIX_ARG) or params.get(SECURITY_ARG)
-        if cell is not None:
-            cells.append(cell)
-    session_for(config).start_prefetch(cells, int(config.stash[SETTINGS].get("concurrency") or 1))
+    session_for(config).start_prefetch(cells, total)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -264,8 +291,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     from conformance.suite_session import cleanup_workload, current_session
 
     suite = current_session(config)
-    if suite is not None and suite.prefetcher is not None:
-        suite.prefetcher.close()
+    if suite is not None:
+        suite.close_prefetchers()
     cleanup_workload(config)  # also after Ctrl-C: pytest unconfigures an interrupted run too
 
 

@@ -56,6 +56,11 @@ class SuiteSession:
             idle_s=float(settings.get("idle-s") or DEFAULT_IDLE_S),
         )
         self.prefetcher: Prefetcher | None = None
+        # Under pytest -n N (conformance.xdist_groups): this worker's groups, each prefetched on its first cell.
+        self._group_of: dict[str, str] = {}
+        self._group_cells: dict[str, list[Cell]] = {}
+        self._group_prefetchers: dict[str, Prefetcher] = {}
+        self._group_concurrency = 1
         self.workload: WorkloadManager | None = None  # set in the one process that owns the workload
         versions = (config.raw.get("lab") or {}).get("versions") or {}
         self.cluster_version: str | None = versions.get("kubernetes")
@@ -106,7 +111,35 @@ class SuiteSession:
         """This cell's result: from the prefetcher when one runs ahead, else run now."""
         if self.prefetcher is not None:
             return self.prefetcher.result(cell)
+        group = self._group_of.get(cell.id)
+        if group is not None:
+            return self._group_prefetcher(group).result(cell)
         return self.runner.run(cell)
+
+    def plan_worker_groups(self, cells: list[Cell], groups: dict[str, str], total: int, workers: int) -> None:
+        """An xdist worker: remember every group's cells; xdist sends each whole group to one worker."""
+        from conformance.xdist_groups import worker_concurrency
+
+        self._group_of = dict(groups)
+        self._group_cells = {}
+        for cell in cells:
+            self._group_cells.setdefault(groups[cell.id], []).append(cell)
+        self._group_concurrency = worker_concurrency(total, workers)
+
+    def _group_prefetcher(self, group: str) -> Prefetcher:
+        """The first cell of a group this worker was given: run the whole group ahead of its tests."""
+        from conformance.prefetch import Prefetcher
+
+        prefetcher = self._group_prefetchers.get(group)
+        if prefetcher is None:
+            prefetcher = Prefetcher(self.runner, self._group_cells[group], self._group_concurrency)
+            self._group_prefetchers[group] = prefetcher
+        return prefetcher
+
+    def close_prefetchers(self) -> None:
+        for prefetcher in [self.prefetcher, *self._group_prefetchers.values()]:
+            if prefetcher is not None:
+                prefetcher.close()
 
     def start_prefetch(self, cells: list[Cell], concurrency: int) -> None:
         from conformance.prefetch import Prefetcher
@@ -275,14 +308,8 @@ def ensure_workload(config: pytest.Config, nodeids: Sequence[str] | None = None)
     `nodeids` is an xdist controller's only view of the run (it never collects): the workload is set up only
     if one of them is a cell, so `pytest -n 4 tests` with a config in the environment creates nothing.
     """
-    if nodeids is not None:
-        try:
-            session = session_for(config)
-            cells = {c.id for c in session.cells()} | {c.id for c in session.security_cells()}
-        except ConformanceError:
-            return  # not a run this config can describe: workers that do collect cells report the error
-        if not any(n.endswith("]") and n[n.rfind("[") + 1 : -1] in cells for n in nodeids):
-            return
+    if nodeids is not None and not any(is_cell_nodeid(config, n) for n in nodeids):
+        return  # (a run this config cannot describe: the workers, which do collect cells, report the error)
     session = session_for(config)
     if session.workload is not None:
         return
@@ -292,6 +319,28 @@ def ensure_workload(config: pytest.Config, nodeids: Sequence[str] | None = None)
     log = (lambda m: reporter.write_line(f"conformance workload: {m}")) if reporter is not None else None
     session.workload = WorkloadManager(session.config, session.user(), log=log)
     session.workload.ensure()
+
+
+def is_cell_nodeid(config: pytest.Config, nodeid: str) -> bool:
+    """On the xdist controller, which never collects: is this node id one of the run's cells?"""
+    ids: set[str] | None = getattr(config, "_conformance_cell_ids", None)
+    if ids is None:
+        try:
+            session = session_for(config)
+            ids = {c.id for c in session.cells()} | {c.id for c in session.security_cells()}
+        except ConformanceError:
+            ids = set()
+        config._conformance_cell_ids = ids  # type: ignore[attr-defined]
+    return _param_id(nodeid) in ids
+
+
+def _param_id(nodeid: str) -> str | None:
+    """`suites/x.py::test_cell[ID]`, or `...[ID]@group` under xdist's loadgroup -> ID."""
+    end = nodeid.rfind("]")
+    if end < 0 or (nodeid[end + 1 :] and not nodeid[end + 1 :].startswith("@")):
+        return None
+    start = nodeid.find("[")
+    return nodeid[start + 1 : end] if start >= 0 else None
 
 
 def cleanup_workload(config: pytest.Config) -> None:
