@@ -306,7 +306,12 @@ def record(request: pytest.FixtureRequest, result: CellResult) -> None:
     if result.outcome is Outcome.SKIP:
         pytest.skip(result.message)
     if result.outcome is Outcome.EXPECTED_FAIL:
-        pytest.xfail(f"{result.error_class.value}: {result.message}")
+        # Not pytest.xfail(): its report formats a full traceback with ast.parse, which on CPython 3.11.7
+        # crashed a run ("AST constructor recursion depth mismatch", INTERNALERROR) while the prefetch thread
+        # compiled an import. A marked xfail with a traceback-free failure reports the same, without parsing.
+        reason = f"{result.error_class.value}: {result.message}"
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=False, run=True))
+        pytest.fail(reason, pytrace=False)
     if result.outcome.gates:
         ev = result.evidence
         lines = [f"{result.outcome.value}: {result.message}"]
