@@ -9,6 +9,8 @@ says the stream is a TTY, so logs and CI output stay clean.
 
 from __future__ import annotations
 
+import textwrap
+
 from conformance.model import CellResult, Outcome, Results
 from reports.evidence import key_evidence
 from reports.grid import ABSENT, SYMBOLS, Matrix, build_matrix, summary_line, unexpected
@@ -43,7 +45,14 @@ def render_terminal(results: Results, *, color: bool = False, max_unexpected: in
             "`conformance report RESULTS --format grid`."
         )
     lines += ["", _paint_summary(summary_line(safe), color), *_unexpected_lines(safe, color, max_unexpected)]
-    return scrub_text("\n".join(lines) + "\n")
+    return scrub_text("\n".join(_fit(line) for line in lines) + "\n")
+
+
+def _fit(line: str) -> str:
+    """A line longer than WIDTH wrapped onto indented continuation lines (an unexpected cell's evidence)."""
+    if len(line) <= WIDTH:
+        return line
+    return "\n".join(textwrap.wrap(line, WIDTH, subsequent_indent=" " * 6, break_on_hyphens=False))
 
 
 def render_grid(results: Results, *, color: bool = False, max_unexpected: int = MAX_UNEXPECTED_LINES) -> str:

@@ -289,12 +289,16 @@ class KubectlEntry:
     @property
     def text(self) -> str:
         """`1.31+; 1.30 and older: 400 Upgrade request required`, the working range first, newest first."""
+        if len(self.runs) == 1:
+            run = self.runs[0]
+            return f"none: {run.failure}" if run.failure else "all"
         parts = []
         for run in reversed(self.runs):
             label = run.label(self.oldest, self.newest)
-            if len(self.runs) == 1:
-                label = "all" if not run.failure else "none"
-            parts.append(f"{label}: {run.failure}" if run.failure else label)
+            if run.failure:
+                parts.append(f"{label}: {run.failure}")
+            else:  # the newest range needs no "works"; an older range that works again does
+                parts.append(label if run.high == self.newest else f"{label}: works")
         return "; ".join(parts)
 
 

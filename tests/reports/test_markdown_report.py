@@ -25,23 +25,24 @@ def _table_rows(text: str, heading: str) -> list[list[str]]:
 
 def test_a_matrix_per_target_with_paths_down_and_protocol_by_operation_across(small_results: Results) -> None:
     text = render_markdown(small_results)
-    jetstack = _table_rows(text, "## Target `jetstack`")
+    jetstack = _table_rows(text, "### Matrix of target `jetstack`")
     assert jetstack[0] == ["path", "`websocket exec`", "`websocket attach`", "`spdy exec`"]
     assert jetstack[1] == ["---"] * 4
     assert jetstack[2:] == [["`direct`", "`.F`", "`--`", "`x-`"], ["`l7-lb`", "`E-`", "`--`", "`--`"]]
-    assert _table_rows(text, "## Target `direct`")[2:] == [["`direct`", "`X-`", "`s-`", "`--`"]]
+    assert _table_rows(text, "### Matrix of target `direct`")[2:] == [["`direct`", "`X-`", "`s-`", "`--`"]]
 
 
 def test_legend_and_summary(small_results: Results) -> None:
     text = render_markdown(small_results)
     assert "| `x` | expected-fail | failed with the declared error class |" in text
     assert "one symbol per client, in this order: `kubectl-1.36`, `native`" in text
-    assert "**Summary:** `FAILED 3/6 cells unexpected" in text
+    assert "**Gate:** `FAILED 3/6 cells unexpected" in text
 
 
 def test_every_non_pass_cell_is_listed_worst_first_with_evidence(small_results: Results) -> None:
     text = render_markdown(small_results)
-    items = [line for line in text.splitlines() if line.startswith("- `")]
+    section = text.split("### Cells that did not pass", 1)[1]
+    items = [line for line in section.splitlines() if line.startswith("- `")]
     assert [i.split("**")[1] for i in items] == ["fail", "error", "unexpected-pass", "expected-fail", "skip"]
     assert ("- `F` **fail** `jetstack-direct-websocket-exec-native` (upgrade-required): "
             "status `HTTP/1.1 400 Bad Request`; error `Upgrade request required`") in items[0]
@@ -51,7 +52,7 @@ def test_every_non_pass_cell_is_listed_worst_first_with_evidence(small_results: 
 def test_every_row_of_a_large_run_has_one_cell_per_column() -> None:
     results = make_results(800, seed=2)
     text = render_markdown(results)
-    headings = [line for line in text.splitlines() if line.startswith("## Target ")]
+    headings = [line for line in text.splitlines() if line.startswith("### Matrix of target ")]
     assert len(headings) == len({c.key.target for c in results.cells})
     for heading in headings:
         rows = _table_rows(text, heading)
@@ -62,7 +63,7 @@ def test_untrusted_text_stays_inside_code_spans_and_tables_stay_whole(cell: Cell
     hostile = cell(path="a|b", outcome=Outcome.FAIL, error_class=ErrorClass.PROXY_ERROR,
                    error="<img src=x onerror=alert(1)> and `ticks` | pipes\nnewline")
     text = render_markdown(build_results([hostile]))
-    rows = _table_rows(text, "## Target `jetstack`")
+    rows = _table_rows(text, "### Matrix of target `jetstack`")
     assert rows[2] == ["`a\\|b`", "`F`"]
     assert "error ``<img src=x onerror=alert(1)> and `ticks` | pipes newline``" in text
 
