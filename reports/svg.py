@@ -27,6 +27,7 @@ GROUP_GAP, TARGET_GAP = 5, 6  # between protocol groups, between targets
 CHAR_W = 6.6  # an estimate of one character of 11px sans-serif, for laying out labels
 HEAD_H = 150  # protocol names (staggered) over rotated operation names
 FONT = 'font-family="sans-serif" font-size="11"'
+SMALL = 'font-family="sans-serif" font-size="9"'
 
 
 def esc(value: object) -> str:
@@ -61,7 +62,7 @@ def heat_map(matrix: Matrix) -> str:
             seen_ops.add((protocol, operation))
             tx, ty = cx + CELL_W - 2, HEAD_H - 4
             parts.append(
-                f'<text x="{tx:.1f}" y="{ty}" {FONT} font-size="9" transform="rotate(-90 {tx:.1f} {ty})">'
+                f'<text x="{tx:.1f}" y="{ty}" {SMALL} transform="rotate(-90 {tx:.1f} {ty})">'
                 f"{esc(one_line(operation, 24))}</text>"
             )
     y = HEAD_H
@@ -142,7 +143,7 @@ def _bar_chart(
             shown.reverse()  # drawn back to front, read front to back (p50 / p90)
         end = max((v for v, _, _ in bars if v is not None), default=0.0) / top * CHART_W
         text = " / ".join(shown) if shown else "no cell worked"
-        parts.append(f'<text x="{label_w + end + 4:.1f}" y="{y + 8}" {FONT} font-size="9">{esc(text)}</text>')
+        parts.append(f'<text x="{label_w + end + 4:.1f}" y="{y + 8}" {SMALL}>{esc(text)}</text>')
         y += row_h
     width, height = label_w + CHART_W + 80, y + 4
     return (
