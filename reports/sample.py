@@ -2,7 +2,9 @@
 
 `make_results(n, seed)` is deterministic for a given (n, seed). The first cells (after a seeded shuffle
 of the grid) take one scenario each from `COVERAGE`, so any n >= len(COVERAGE) covers every outcome and
-every error class; the rest are mostly passes, as in a healthy run.
+every error class; the rest are mostly passes, as in a healthy run. `with_as_shipped(results)` adds
+kubectl-1.NN cells of protocol `as-shipped` (the Which-kubectl view's input), modelled on upstream's
+defaults and on what the lab's paths refuse.
 """
 
 from __future__ import annotations

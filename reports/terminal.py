@@ -45,7 +45,8 @@ def render_terminal(results: Results, *, color: bool = False, max_unexpected: in
             "`conformance report RESULTS --format grid`."
         )
     lines += ["", _paint_summary(summary_line(safe), color), *_unexpected_lines(safe, color, max_unexpected)]
-    return scrub_text("\n".join(_fit(line) for line in lines) + "\n")
+    # Redact first, then wrap: a wrapped token would no longer match redaction's patterns.
+    return "".join(_fit(line) + "\n" for line in scrub_text("\n".join(lines)).split("\n"))
 
 
 def _fit(line: str) -> str:

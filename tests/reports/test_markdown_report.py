@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from conformance.model import ErrorClass, Outcome, Results
 from reports.markdown import code, render_markdown
@@ -73,3 +74,37 @@ def test_code_span_fences() -> None:
     assert code("a `b` c") == "``a `b` c``"
     assert code("`edge`") == "`` `edge` ``"
     assert code("x|y", in_table=True) == "`x\\|y`"
+
+
+def test_answer_first_then_the_detail() -> None:
+    from reports.sample import with_as_shipped
+
+    text = render_markdown(with_as_shipped(make_results(400, seed=3)))
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings == ["## In short", "## What works", "## Which kubectl", "## How fast", "## Detail"]
+    head = text.split("## In short", 1)[0]
+    assert "**Tested:** " in head and "**Versions:** Kubernetes API server `v1.36.3`" in head
+    assert "`kubectl-1.36 v1.36.0`" in head and "**Gate:** `FAILED" in head
+    kubectl = text.split("## Which kubectl", 1)[1].split("## How fast", 1)[0]
+    assert "- exec, cp up, cp down, attach via `l7-lb-haproxy`: `1.30+; 1.29 and older: 400 Upgrade request required`" \
+        in kubectl
+    works = text.split("## What works", 1)[1].split("## Which kubectl", 1)[0]
+    assert "| path | family | exec | cp up | cp down | attach | port-forward | logs | idle |" in works
+
+
+def test_compatibility_script_rewrites_only_the_generated_part(tmp_path: Path) -> None:
+    import runpy
+
+    from reports.json_report import write_results
+    from reports.sample import with_as_shipped
+
+    results = write_results(with_as_shipped(make_results(200, seed=1)), tmp_path / "results.json")
+    doc = tmp_path / "compatibility.md"
+    doc.write_text("# Our title\n\nintro\n\n<!-- generated:start -->\nold\n<!-- generated:end -->\n\nfooter\n")
+    script = runpy.run_path(str(Path(__file__).resolve().parents[2] / "scripts" / "compatibility.py"))
+    assert script["main"]([str(results), "--doc", str(doc)]) == 0
+    text = doc.read_text()
+    assert text.startswith("# Our title\n\nintro\n\n<!-- generated:start -->\n**Tested:** ")
+    assert text.endswith("<!-- generated:end -->\n\nfooter\n") and "\nold\n" not in text
+    assert [line for line in text.splitlines() if line.startswith("# ")] == ["# Our title"]  # no second title
+    assert text.index("## In short") < text.index("## Which kubectl") < text.index("## Detail")
