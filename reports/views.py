@@ -261,6 +261,7 @@ class KubectlEntry:
     group: str
     runs: tuple[VersionRun, ...]  # oldest first, covering every minor that ran
     minors: tuple[int, ...] = ()  # the minors that ran (a run covers the untested ones between its ends)
+    fell_back: tuple[int, ...] = ()  # minors that worked only after falling back (Evidence.fallback)
 
     @property
     def oldest(self) -> int:
@@ -289,9 +290,10 @@ class KubectlEntry:
     @property
     def text(self) -> str:
         """`1.31+; 1.30 and older: 400 Upgrade request required`, the working range first, newest first."""
+        fallback = f" (fell back to SPDY: {', '.join(f'1.{m}' for m in self.fell_back)})" if self.fell_back else ""
         if len(self.runs) == 1:
             run = self.runs[0]
-            return f"none: {run.failure}" if run.failure else "all"
+            return (f"none: {run.failure}" if run.failure else "all") + fallback
         parts = []
         for run in reversed(self.runs):
             label = run.label(self.oldest, self.newest)
@@ -299,7 +301,7 @@ class KubectlEntry:
                 parts.append(f"{label}: {run.failure}")
             else:  # the newest range needs no "works"; an older range that works again does
                 parts.append(label if run.high == self.newest else f"{label}: works")
-        return "; ".join(parts)
+        return "; ".join(parts) + fallback
 
 
 def which_kubectl(results: Results) -> list[KubectlEntry]:
@@ -317,7 +319,14 @@ def which_kubectl(results: Results) -> list[KubectlEntry]:
         runs = _runs(per_minor)
         if runs:
             ran = tuple(m for m in sorted(per_minor) if any(c.outcome not in _NO_ANSWER for c in per_minor[m]))
-            by_place.setdefault((target, path), {})[name] = KubectlEntry(target, path, name, tuple(runs), ran)
+            fell_back = tuple(
+                m for m in ran
+                if all(worked(c) for c in per_minor[m] if c.outcome not in _NO_ANSWER)
+                and any(c.evidence.fallback for c in per_minor[m])
+            )
+            by_place.setdefault((target, path), {})[name] = KubectlEntry(
+                target, path, name, tuple(runs), ran, fell_back
+            )
     return [
         by_place[place][g.name] for place in _grouped(by_place) for g in GROUPS if g.name in by_place[place]
     ]

@@ -109,7 +109,9 @@ def _kubectl(entries: list[KubectlEntry]) -> str:
                 tds.append(f"<td{css}{tip}>{esc(e.short if e else '-')}</td>")
             rows.append(f'<tr><th scope="row">{esc(p)}</th>{"".join(tds)}</tr>')
         lines = "".join(
-            f"<li>{esc(e.group)} via <code>{esc(e.path)}</code>: {esc(e.text)}</li>" for e in mine if e.short != "all"
+            f"<li>{esc(e.group)} via <code>{esc(e.path)}</code>: {esc(e.text)}</li>"
+            for e in mine
+            if e.short != "all" or e.fell_back
         )
         out.append(
             f'<h3>{esc(target)}</h3><table class="view"><thead><tr><th>path</th>{head}</tr></thead>'

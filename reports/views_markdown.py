@@ -102,7 +102,7 @@ def kubectl_markdown(entries: list[KubectlEntry], level: int = 3) -> list[str]:
         for path in paths:
             same: dict[str, list[str]] = {}
             for e in mine:
-                if e.path == path and e.short != "all":
+                if e.path == path and (e.short != "all" or e.fell_back):
                     same.setdefault(e.text, []).append(e.group)
             lines += [f"- {', '.join(names)} via {code(path)}: {code(text)}" for text, names in same.items()]
         out += ["", *lines, ""] if lines else [""]

@@ -94,7 +94,7 @@ def kubectl_lines(entries: list[KubectlEntry]) -> list[str]:
             # One line per path and answer: the operations that share it are named together.
             same: dict[str, list[str]] = {}
             for e in mine:
-                if e.path == path and e.short != "all":
+                if e.path == path and (e.short != "all" or e.fell_back):
                     same.setdefault(e.text, []).append(e.group)
             for text, names in same.items():
                 out += wrapped(f"{', '.join(names)} via {one_line(path, NAME_MAX)}: {one_line(text, 200)}", INDENT * 2)

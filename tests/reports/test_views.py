@@ -124,6 +124,9 @@ def test_which_kubectl_gives_the_oldest_version_that_works_as_shipped() -> None:
     # kubectl 1.30 fell back to SPDY through the forward proxy: openunison refuses it, 1.31 is the first.
     assert entries[("openunison", "https-proxy-connect", "exec")].short == "1.31+"
     assert entries[("direct", "direct", "logs")].minors == (24, 29, 30, 31, 36)
+    # Through the forward proxy kubectl 1.30 fell back to SPDY: it works, and the answer says how.
+    assert entries[("direct", "https-proxy-connect", "exec")].text == "all (fell back to SPDY: 1.30)"
+    assert entries[("direct", "https-proxy-connect", "port-forward")].fell_back == ()
     # Forced-protocol and native cells never count here.
     assert all(e.group != "idle" for e in entries.values())
 
