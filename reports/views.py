@@ -335,6 +335,16 @@ def which_kubectl(results: Results) -> list[KubectlEntry]:
 _NO_ANSWER = (Outcome.SKIP, Outcome.ERROR)
 
 
+def kubectl_notes(entries: list[KubectlEntry]) -> list[tuple[str, list[str], str]]:
+    """The lines under a Which-kubectl table: per path, the operations that share an answer that is not a
+    plain "all", as (path, [operation group, ...], text), in the entries' order."""
+    notes: dict[tuple[str, str], list[str]] = {}
+    for e in entries:
+        if e.short != "all" or e.fell_back:
+            notes.setdefault((e.path, e.text), []).append(e.group)
+    return [(path, groups, text) for (path, text), groups in notes.items()]
+
+
 def _runs(per_minor: dict[int, list[CellResult]]) -> list[VersionRun]:
     runs: list[VersionRun] = []
     for minor in sorted(per_minor):

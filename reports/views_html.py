@@ -20,6 +20,7 @@ from reports.views import (
     footnotes,
     how_fast,
     in_short,
+    kubectl_notes,
     what_works,
     which_kubectl,
 )
@@ -104,14 +105,13 @@ def _kubectl(entries: list[KubectlEntry]) -> str:
             tds = []
             for g in groups:
                 e = by.get((p, g.name))
-                css = "" if e is None else ' class="w-works"' if e.short == "all" else ' class="w-broken"'
+                css = "" if e is None else f' class="{_VERSION_CLASS.get(e.short, "w-partly")}"'
                 tip = "" if e is None else f' title="{esc(e.text)}"'
                 tds.append(f"<td{css}{tip}>{esc(e.short if e else '-')}</td>")
             rows.append(f'<tr><th scope="row">{esc(p)}</th>{"".join(tds)}</tr>')
         lines = "".join(
-            f"<li>{esc(e.group)} via <code>{esc(e.path)}</code>: {esc(e.text)}</li>"
-            for e in mine
-            if e.short != "all" or e.fell_back
+            f"<li>{esc(', '.join(names))} via <code>{esc(path)}</code>: {esc(text)}</li>"
+            for path, names, text in kubectl_notes(mine)
         )
         out.append(
             f'<h3>{esc(target)}</h3><table class="view"><thead><tr><th>path</th>{head}</tr></thead>'
@@ -119,6 +119,10 @@ def _kubectl(entries: list[KubectlEntry]) -> str:
         )
     out.append("</section>")
     return "".join(out)
+
+
+# "all" works for everyone, "none"/"mixed" for no range up to the newest; "1.31+" works from a version on.
+_VERSION_CLASS = {"all": "w-works", "none": "w-broken", "mixed": "w-broken"}
 
 
 def _speed(rows: list[SpeedRow]) -> str:

@@ -18,6 +18,7 @@ from reports.views import (
     footnotes,
     how_fast,
     in_short,
+    kubectl_notes,
     what_works,
     which_kubectl,
 )
@@ -98,13 +99,7 @@ def kubectl_markdown(entries: list[KubectlEntry], level: int = 3) -> list[str]:
         out += [_row(["path", *(g.name for g in groups)]), "|" + "---|" * (len(groups) + 1)]
         out += [_row([code(p, in_table=True), *(_strong_version(cell.get((p, g.name), "-")) for g in groups)])
                 for p in paths]
-        lines = []
-        for path in paths:
-            same: dict[str, list[str]] = {}
-            for e in mine:
-                if e.path == path and (e.short != "all" or e.fell_back):
-                    same.setdefault(e.text, []).append(e.group)
-            lines += [f"- {', '.join(names)} via {code(path)}: {code(text)}" for text, names in same.items()]
+        lines = [f"- {', '.join(names)} via {code(path)}: {code(text)}" for path, names, text in kubectl_notes(mine)]
         out += ["", *lines, ""] if lines else [""]
     return out
 

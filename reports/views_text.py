@@ -18,6 +18,7 @@ from reports.views import (
     footnotes,
     how_fast,
     in_short,
+    kubectl_notes,
     what_works,
     which_kubectl,
 )
@@ -90,14 +91,8 @@ def kubectl_lines(entries: list[KubectlEntry]) -> list[str]:
         cell = {(e.path, e.group): e.short for e in mine}
         body = [[one_line(p, NAME_MAX), *(cell.get((p, g.name), "-") for g in groups)] for p in paths]
         out += ["", f"target {one_line(target, 80)}", *table(["path", *(g.name for g in groups)], body)]
-        for path in paths:
-            # One line per path and answer: the operations that share it are named together.
-            same: dict[str, list[str]] = {}
-            for e in mine:
-                if e.path == path and (e.short != "all" or e.fell_back):
-                    same.setdefault(e.text, []).append(e.group)
-            for text, names in same.items():
-                out += wrapped(f"{', '.join(names)} via {one_line(path, NAME_MAX)}: {one_line(text, 200)}", INDENT * 2)
+        for path, names, text in kubectl_notes(mine):
+            out += wrapped(f"{', '.join(names)} via {one_line(path, NAME_MAX)}: {one_line(text, 200)}", INDENT * 2)
     return out
 
 

@@ -190,3 +190,18 @@ def test_a_small_run_still_gets_its_grid(small_results: object) -> None:
     assert isinstance(small_results, Results)
     text = render_terminal(small_results)
     assert "FULL GRID" in text and "--format grid" not in text
+
+
+def test_kubectl_notes_name_the_operations_that_share_an_answer() -> None:
+    from reports.views import kubectl_notes
+
+    results = with_as_shipped(make_results(300, seed=1), minors=(24, 29, 30, 31, 36))
+    direct = [e for e in which_kubectl(results) if e.target == "direct"]
+    streams = ["exec", "cp up", "cp down", "attach"]
+    assert kubectl_notes(direct) == [
+        ("l7-lb-haproxy", streams, "1.30+; 1.29 and older: 400 Upgrade request required"),
+        ("l7-lb-haproxy", ["port-forward"], "1.31+; 1.30 and older: 400 Upgrade request required"),
+        ("https-proxy-connect", streams, "all (fell back to SPDY: 1.30)"),
+        ("envoy-ingress", streams, "1.30+; 1.29 and older: 403 from envoy-ingress"),
+        ("envoy-ingress", ["port-forward"], "1.31+; 1.30 and older: 403 from envoy-ingress"),
+    ]
