@@ -104,6 +104,10 @@ def _stream_failure(error_class: ErrorClass, text: str, survived_s: float | None
     if error_class is ErrorClass.TLS:
         lowered = text.lower()
         return next((words for needle, words in _TLS_DETAIL if needle in lowered), _CLASS_WORDS[error_class])
+    if error_class is ErrorClass.TRUNCATED:
+        # The byte count differs from cell to cell; the words must not, or every cell gets its own note.
+        what = next((w for w in ("download", "upload", "echo", "output") if w in text.lower()), "stream")
+        return f"{what} ended early"
     if error_class is ErrorClass.DATA_MISMATCH and "no line" in text:
         return "no log line arrived"
     return _CLASS_WORDS.get(error_class, error_class.value)

@@ -45,6 +45,10 @@ REAL = [
       "the quiet watch failed: RemoteProtocolError: peer closed connection without sending complete message "
       "body (incomplete chunked read) after 11.0s of silence", None), "cut after 11 s idle"),
     ((ErrorClass.DATA_MISMATCH, None, None, "logs -f delivered no line at all", None), "no log line arrived"),
+    ((ErrorClass.TRUNCATED, "HTTP/1.1 101 Switching Protocols", None,
+      "the download ended early: 15924736 of 16777216 bytes (reset: reset during stream: WebSocket closed "
+      "abnormally: no close frame)", None), "download ended early"),
+    ((ErrorClass.TIMEOUT, "HTTP/1.1 101 Switching Protocols", None, "no answer within 30s", None), "timed out"),
 ]
 
 
