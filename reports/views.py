@@ -193,26 +193,35 @@ def _ordered_paths(rows: list[WorksRow]) -> list[WorksRow]:
     return sorted(rows, key=lambda r: r.path != NO_PATH)  # stable: `none` first, then the results' order
 
 
-def _sentence(label: str, found: list[tuple[str, Entry | None]], skip: frozenset[str] | set[str] = frozenset()
+def _sentence(
+    label: str, found: list[tuple[str, Entry | None]], skip: frozenset[str] | set[str] = frozenset()
 ) -> tuple[str, set[str]]:
-    """`label works` / `broken (why)` / `works except through t (why)` / `partly (why)`, and the words said."""
-    entries = [
-        (t, e) for t, e in found
-        if e is not None and e.state != State.NOT_RUN and not (e.state != State.WORKS and e.words in skip)
-    ]
-    bad = [(t, e) for t, e in entries if e.state != State.WORKS]
-    if not entries:
+    """`label works`, `label broken (why)`, `label works except through T (why)`, and `, but some cells failed
+    through U (why)` for targets where only some cells did; with the words said (`skip`: already said)."""
+    by_target: dict[str, list[Entry]] = {}
+    for target, e in found:
+        if e is not None and e.state != State.NOT_RUN and not (e.state != State.WORKS and e.words in skip):
+            by_target.setdefault(target, []).append(e)
+    if not by_target:
         return "", set()
-    if not bad:
+    out = [t for t, es in by_target.items() if all(e.state in (State.BROKEN, State.ERROR) for e in es)]
+    some = [t for t, es in by_target.items() if t not in out and any(e.state != State.WORKS for e in es)]
+    if not out and not some:
         return f"{label} works", set()
-    words = list(dict.fromkeys(e.words for _, e in bad if e.words))
-    why = f" ({', '.join(words)})" if words else ""
-    if len(bad) == len(entries):
-        return (f"{label} broken{why}" if label in FAMILIES else f"{label}: {', '.join(words)}"), set(words)
-    targets_bad = list(dict.fromkeys(t for t, _ in bad))
-    if set(targets_bad) == {t for t, _ in entries}:
-        return f"{label} partly{why}", set(words)
-    return f"{label} works except through {', '.join(targets_bad)}{why}", set(words)
+
+    def why(targets: list[str]) -> list[str]:
+        return list(dict.fromkeys(e.words for t in targets for e in by_target[t] if e.state != State.WORKS and e.words))
+
+    said = set(why(out + some))
+    if len(out) == len(by_target):
+        words = ", ".join(why(out))
+        return (f"{label} broken ({words})" if label in FAMILIES else f"{label}: {words}"), said
+    sentence = f"{label} works"
+    if out:
+        sentence += f" except through {', '.join(out)} ({', '.join(why(out))})"
+    if some:
+        sentence += f", but some cells failed through {', '.join(some)} ({', '.join(why(some))})"
+    return sentence, said
 
 
 def footnotes(entries: Iterable[Entry | None]) -> dict[str, int]:

@@ -205,3 +205,19 @@ def test_kubectl_notes_name_the_operations_that_share_an_answer() -> None:
         ("envoy-ingress", streams, "1.30+; 1.29 and older: 403 from envoy-ingress"),
         ("envoy-ingress", ["port-forward"], "1.31+; 1.30 and older: 403 from envoy-ingress"),
     ]
+
+
+def test_in_short_tells_a_target_that_failed_only_sometimes_from_one_that_never_works(cell: CellFactory) -> None:
+    truncated = {"status_line": "HTTP/1.1 101 Switching Protocols",
+                 "error": "the download ended early: 15924736 of 16777216 bytes"}
+    results = build_results([
+        cell(target="a", path="gw", protocol="ws-v5", operation="cp-download", client="native"),
+        cell(target="b", path="gw", protocol="ws-v5", operation="cp-download", client="native"),
+        cell(target="b", path="gw", protocol="ws-v4", operation="cp-download", client="native",
+             outcome=Outcome.FAIL, error_class=ErrorClass.TRUNCATED, **truncated),
+        _broken(cell, target="c", path="gw", protocol="ws-v5", operation="cp-download", client="native"),
+    ])
+    assert in_short(what_works(results)) == [
+        ("gw", "WebSocket works except through c (400 Upgrade request required), but some cells failed through b "
+               "(download ended early)"),
+    ]
