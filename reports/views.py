@@ -252,6 +252,7 @@ class VersionRun:
     low: int
     high: int
     failure: str
+    spoke: str = ""  # the family every version of the run spoke (or asked for, when refused); "" if unknown or mixed
 
     def label(self, oldest: int, newest: int) -> str:
         if self.low == self.high:
@@ -307,7 +308,7 @@ class KubectlEntry:
         for run in reversed(self.runs):
             label = run.label(self.oldest, self.newest)
             if run.failure:
-                parts.append(f"{label}: {run.failure}")
+                parts.append(f"{label}{f' ({run.spoke})' if run.spoke else ''}: {run.failure}")
             else:  # the newest range needs no "works"; an older range that works again does
                 parts.append(label if run.high == self.newest else f"{label}: works")
         return "; ".join(parts) + fallback
@@ -354,6 +355,15 @@ def kubectl_notes(entries: list[KubectlEntry]) -> list[tuple[str, list[str], str
     return [(path, groups, text) for (path, text), groups in notes.items()]
 
 
+def _spoke(cells: list[CellResult]) -> str:
+    """The one protocol family these kubectl cells spoke (negotiated, else requested), or ""."""
+    spoken = set()
+    for c in cells:
+        name = (c.evidence.protocol_negotiated or c.evidence.protocol_requested or "").lower()
+        spoken.add("SPDY" if name.startswith("spdy") else "WebSocket" if "websocket" in name else "")
+    return spoken.pop() if len(spoken) == 1 else ""
+
+
 def _runs(per_minor: dict[int, list[CellResult]]) -> list[VersionRun]:
     runs: list[VersionRun] = []
     for minor in sorted(per_minor):
@@ -362,10 +372,12 @@ def _runs(per_minor: dict[int, list[CellResult]]) -> list[VersionRun]:
             continue  # no answer for this version: it neither breaks nor extends a run
         failing = next((c for c in ran if not worked(c)), None)
         answer = "" if failing is None else failure_words(failing)
+        spoke = _spoke(ran)
         if runs and runs[-1].failure == answer:
-            runs[-1] = VersionRun(runs[-1].low, minor, answer)
+            last = runs[-1]
+            runs[-1] = VersionRun(last.low, minor, answer, last.spoke if last.spoke == spoke else "")
         else:
-            runs.append(VersionRun(minor, minor, answer))
+            runs.append(VersionRun(minor, minor, answer, spoke))
     return runs
 
 

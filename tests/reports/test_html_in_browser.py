@@ -96,7 +96,7 @@ def test_the_views_come_first_then_the_heat_map_then_the_grid(page: Any, results
     assert page.locator("#what-works h3").all_inner_texts() == targets
     assert page.locator("#what-works table.view").count() == len(targets)
     kubectl = page.locator("#which-kubectl").inner_text()
-    assert "1.30+" in kubectl and "1.29 and older: 400 Upgrade request required" in kubectl
+    assert "1.30+" in kubectl and "1.29 and older (SPDY): 400 Upgrade request required" in kubectl
     assert page.locator("#how-fast svg.chart").count() == 2
     assert page.locator("#how-fast svg.chart rect.bar").count() > 0
 

@@ -86,8 +86,9 @@ def test_answer_first_then_the_detail() -> None:
     assert "**Tested:** " in head and "**Versions:** Kubernetes API server `v1.36.3`" in head
     assert "`kubectl-1.36 v1.36.0`" in head and "**Gate:** `FAILED" in head
     kubectl = text.split("## Which kubectl", 1)[1].split("## How fast", 1)[0]
-    assert "- exec, cp up, cp down, attach via `l7-lb-haproxy`: `1.30+; 1.29 and older: 400 Upgrade request required`" \
-        in kubectl
+    line = ("- exec, cp up, cp down, attach via `l7-lb-haproxy`: "
+            "`1.30+; 1.29 and older (SPDY): 400 Upgrade request required`")
+    assert line in kubectl
     works = text.split("## What works", 1)[1].split("## Which kubectl", 1)[0]
     assert "| path | family | exec | cp up | cp down | attach | port-forward | logs | idle |" in works
 

@@ -115,14 +115,16 @@ def test_which_kubectl_gives_the_oldest_version_that_works_as_shipped() -> None:
     assert entries[("direct", "direct", "exec")].text == "all"
     alb_exec = entries[("direct", "l7-lb-haproxy", "exec")]
     assert (alb_exec.short, alb_exec.oldest_working) == ("1.30+", 30)
-    assert alb_exec.text == "1.30+; 1.29 and older: 400 Upgrade request required"
+    assert alb_exec.text == "1.30+; 1.29 and older (SPDY): 400 Upgrade request required"
     assert entries[("direct", "l7-lb-haproxy", "port-forward")].text == (
-        "1.31+; 1.30 and older: 400 Upgrade request required"
+        "1.31+; 1.30 and older (SPDY): 400 Upgrade request required"
     )
-    assert entries[("direct", "envoy-ingress", "cp up")].text == "1.30+; 1.29 and older: 403 from envoy-ingress"
-    assert entries[("openunison", "direct", "attach")].text == "1.30+; 1.29 and older: 500 from openunison"
+    assert entries[("direct", "envoy-ingress", "cp up")].text == "1.30+; 1.29 and older (SPDY): 403 from envoy-ingress"
+    assert entries[("openunison", "direct", "attach")].text == "1.30+; 1.29 and older (SPDY): 500 from openunison"
     # kubectl 1.30 fell back to SPDY through the forward proxy: openunison refuses it, 1.31 is the first.
     assert entries[("openunison", "https-proxy-connect", "exec")].short == "1.31+"
+    # ...and that range spoke both families (1.30 asked for WebSocket first), so it names none.
+    assert entries[("openunison", "https-proxy-connect", "exec")].text == "1.31+; 1.30 and older: 500 from openunison"
     assert entries[("direct", "direct", "logs")].minors == (24, 29, 30, 31, 36)
     # Through the forward proxy kubectl 1.30 fell back to SPDY: it works, and the answer says how.
     assert entries[("direct", "https-proxy-connect", "exec")].text == "all (fell back to SPDY: 1.30)"
@@ -199,11 +201,11 @@ def test_kubectl_notes_name_the_operations_that_share_an_answer() -> None:
     direct = [e for e in which_kubectl(results) if e.target == "direct"]
     streams = ["exec", "cp up", "cp down", "attach"]
     assert kubectl_notes(direct) == [
-        ("l7-lb-haproxy", streams, "1.30+; 1.29 and older: 400 Upgrade request required"),
-        ("l7-lb-haproxy", ["port-forward"], "1.31+; 1.30 and older: 400 Upgrade request required"),
+        ("l7-lb-haproxy", streams, "1.30+; 1.29 and older (SPDY): 400 Upgrade request required"),
+        ("l7-lb-haproxy", ["port-forward"], "1.31+; 1.30 and older (SPDY): 400 Upgrade request required"),
         ("https-proxy-connect", streams, "all (fell back to SPDY: 1.30)"),
-        ("envoy-ingress", streams, "1.30+; 1.29 and older: 403 from envoy-ingress"),
-        ("envoy-ingress", ["port-forward"], "1.31+; 1.30 and older: 403 from envoy-ingress"),
+        ("envoy-ingress", streams, "1.30+; 1.29 and older (SPDY): 403 from envoy-ingress"),
+        ("envoy-ingress", ["port-forward"], "1.31+; 1.30 and older (SPDY): 403 from envoy-ingress"),
     ]
 
 
