@@ -6,7 +6,7 @@ conformance lab token --user alice [--kind expired]
 conformance lab kubeconfig --target jetstack|jetstack-0.3|jetstack-passthrough[-sa]|direct|openunison [--path alb]
     --user alice|sa-alice [--output FILE]
 conformance lab fault --target jetstack --fault corrupt:65536 [--name NAME]  |  conformance lab fault --remove NAME
-conformance report RESULTS [--format terminal|md|html|junit|json] [--output FILE]
+conformance report RESULTS [--format terminal|grid|md|html|junit|json] [--output FILE]
 conformance report diff OLD NEW [--format terminal|md]  |  conformance report merge A B ... --output FILE
 conformance probe exec|attach|port-forward|cp-upload|cp-download|logs --protocol P --kubeconfig K -n NS POD ...
 """
