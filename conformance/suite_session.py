@@ -7,6 +7,7 @@ settings). Every bad setting becomes a ConfigError that says where the value cam
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,10 +18,11 @@ import yaml
 from conformance.adapters.base import ClientAdapter
 from conformance.cells import OPERATIONS, Cell, CellRunner, enumerate_cells
 from conformance.config import HarnessConfig, load_config, parse_config
-from conformance.errors import ConfigError, ConformanceError
+from conformance.errors import ConfigError, ConformanceError, PreflightStop
 from conformance.expectations import Expectations
 from conformance.identity import ExpectedIdentity, self_subject_review
 from conformance.model import CellResult
+from conformance.preflight import PORT_FORWARD_OPS
 from conformance.redact import redact
 from probes.common import DEFAULT_PAYLOAD_MIB
 from probes.idle import DEFAULT_IDLE_S
@@ -28,6 +30,7 @@ from probes.idle import DEFAULT_IDLE_S
 if TYPE_CHECKING:
     from conformance.plugin import Settings
     from conformance.prefetch import Prefetcher
+    from conformance.preflight import Report
     from conformance.workload import WorkloadManager
 
 SESSION_ATTR = "_conformance_session"
@@ -57,6 +60,7 @@ class SuiteSession:
         )
         self.prefetcher: Prefetcher | None = None
         self.workload: WorkloadManager | None = None  # set in the one process that owns the workload
+        self.preflight: Report | None = None
         versions = (config.raw.get("lab") or {}).get("versions") or {}
         self.cluster_version: str | None = versions.get("kubernetes")
 
@@ -214,7 +218,9 @@ def config_from_kubeconfig(path: Path, context: str | None) -> HarnessConfig:
             "container": "main",
             "port": 8080,
             "manage": True,
-            "reuse": True,  # the context's namespace usually exists: use it, delete only the pod
+            # The context's namespace exists: never read nor create it (a namespace-scoped user may not).
+            "manage_namespace": False,
+            "reuse": True,
         },
     }
     return parse_config(data, path)
@@ -258,11 +264,20 @@ def session_for(config: pytest.Config) -> SuiteSession:
     from conformance.plugin import SETTINGS
 
     settings = config.stash[SETTINGS]
-    harness = _load_harness_config(settings)
+    harness = _with_pod(_load_harness_config(settings), settings)
     spec = settings.get("expectations") or ("lab" if harness.source == "local-lab" else None)
     session = SuiteSession(harness, _clients(settings), Expectations.load(spec), settings)
     setattr(config, SESSION_ATTR, session)
     return session
+
+
+def _with_pod(harness: HarnessConfig, settings: Settings) -> HarnessConfig:
+    """--pod NAME: the cells run in that existing pod (the workload's namespace); the harness creates nothing."""
+    pod = settings.get("pod")
+    if not pod:
+        return harness
+    workload = dataclasses.replace(harness.workload, pods=(pod,), manage=False)
+    return dataclasses.replace(harness, workload=workload)
 
 
 def current_session(config: pytest.Config) -> SuiteSession | None:
@@ -289,9 +304,44 @@ def ensure_workload(config: pytest.Config, nodeids: Sequence[str] | None = None)
     from conformance.workload import WorkloadManager
 
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    log = (lambda m: reporter.write_line(f"conformance workload: {m}")) if reporter is not None else None
-    session.workload = WorkloadManager(session.config, session.user(), log=log)
+    verbose = config.getoption("verbose", 0) > 0
+    log = (lambda m: reporter.write_line(f"conformance workload: {m}")) if reporter is not None and verbose else None
+    session.workload = WorkloadManager(session.config, session.user(), log=log or (lambda m: None))
+    if not session.settings.flag("no-preflight"):
+        _preflight(session, reporter, verbose)
     session.workload.ensure()
+    check = session.workload.pod_check
+    if check is not None and check.echo is False:
+        session.runner.skip_operations.update(
+            {op: f"no echo listener in pod {session.config.workload.pods[0]!r}: {check.echo_reason}"
+             for op in PORT_FORWARD_OPS}
+        )
+
+
+def _preflight(session: SuiteSession, reporter: Any, verbose: bool) -> None:
+    """The preflight table (in full when it is not all green, or with -v), and an early stop when nothing could
+    work (PreflightStop: pytest's usage-error exit code)."""
+    from conformance import preflight
+
+    assert session.workload is not None
+    report = preflight.gather(
+        session.config,
+        session.user(),
+        session.workload,
+        targets=session._select("target", list(session.config.targets)),
+        paths=session._select("path", list(session.config.paths)),
+        operations=session._select("op", list(OPERATIONS)),
+    )
+    session.preflight = report
+    if reporter is not None:
+        if report.verdict is preflight.Verdict.READY and not verbose:
+            reporter.write_line(f"conformance preflight: ready ({len(report.checks)} checks passed; -v shows them)")
+        else:
+            reporter.section("conformance preflight", sep="-")
+            for line in preflight.render(report):
+                reporter.write_line(line)
+    if report.stops:
+        raise PreflightStop(preflight.stop_message(report))
 
 
 def cleanup_workload(config: pytest.Config) -> None:

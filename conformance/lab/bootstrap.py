@@ -5,6 +5,8 @@ Applied with the `kubernetes` client as the lab admin. Lab users' rights:
   bob                 get/list pods in `conformance`, nothing else
   mallory             nothing
   carol (outsiders)   alice's rights, by name: only the openunison stand-in's group rule stops her
+  dave (contractors)  alice's rights, by name (the `streaming` Role): a namespace-scoped user who may not create
+                      pods nor read namespaces, so the harness must use an existing pod (`--pod probe-0`)
   sa-alice            a service account with alice's rights (the `streaming` Role), whose bound tokens the
                       jetstack-passthrough target passes through unchanged
 Proxies (kube-oidc-proxy's users, openunison's ServiceAccount) may impersonate and run Token/SubjectAccessReviews,
@@ -73,6 +75,7 @@ def _objects() -> list[dict[str, Any]]:
             "subjects": [
                 {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs"},
                 {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"},
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dave"},
             ],
         },
         {
