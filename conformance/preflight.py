@@ -104,8 +104,8 @@ def decide(checks: Sequence[Check], operations: Sequence[str], advice: Sequence[
     return Report(tuple(checks), Verdict.READY, (), tuple(advice))
 
 
-def render(report: Report) -> list[str]:
-    """The table and the verdict, for the terminal."""
+def render(report: Report, *, advice: bool = True) -> list[str]:
+    """The table and the verdict, for the terminal; `advice=False` leaves what to do to the stop message."""
     rows = [(c.area, c.subject, c.status.value, c.detail) for c in report.checks]
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(("AREA", "CHECK", "STATUS"))]
     widths = [min(w, 40) for w in widths]
@@ -121,7 +121,8 @@ def render(report: Report) -> list[str]:
     lines.append(f"preflight verdict: {word}")
     if report.verdict is Verdict.STOP:
         lines += [f"  - {r}" for r in report.reasons]
-    lines += list(report.advice)
+    if advice:
+        lines += list(report.advice)
     return lines
 
 
@@ -245,7 +246,8 @@ def workload_checks(manager: WorkloadManager) -> tuple[list[Check], list[str]]:
         manager.ensure()  # manage: false is read-only: the pod is read and inspected, nothing is made
     except ConformanceError as exc:
         return [Check("workload", f"pod {pod}", Status.FAIL, redact(str(exc))[:300], (ALL,))], advice
-    out = [Check("workload", f"pod {pod}", Status.OK, f"Running in {w.namespace!r} (or not readable)")]
+    seen = manager.pod_status or "not checked"
+    out = [Check("workload", f"pod {pod}", Status.OK if seen.startswith("Running") else Status.WARN, seen)]
     check = manager.pod_check
     if check is not None:
         tools = Status.OK if check.tools_missing == () else Status.WARN
@@ -308,7 +310,7 @@ def gather(
             advice += [
                 "Missing rights, verb by verb: " + ", ".join(str(r) for r in sorted(set(lacking))) + f" (in {ns!r}).",
                 "An administrator can grant what the run needs (Role + RoleBinding) with:",
-                f"  {rights.manifest_command(who, ns, create_pod=True)} | kubectl apply -f -",
+                f"  {rights.manifest_command(who, ns, create_pod=True, operations=operations)} | kubectl apply -f -",
                 "which prints:",
                 *(f"    {line}" for line in rights.manifest(
                     ns, rights.rights_for_run(operations, create_pod=True), users=[who]).splitlines()),

@@ -178,10 +178,14 @@ def rights_for_run(operations: Iterable[str], *, create_pod: bool) -> list[Right
     return sorted({*needed(operations), *workload})
 
 
-def manifest_command(user: str, namespace: str, *, create_pod: bool) -> str:
+def manifest_command(
+    user: str, namespace: str, *, create_pod: bool, operations: Iterable[str] | None = None
+) -> str:
     """The command that prints the manifest for this user (what an administrator is told to run)."""
     pod = "" if create_pod else " --existing-pod"
-    return f"conformance rights --manifest --user {user} --namespace {namespace}{pod}"
+    ops = list(operations) if operations is not None else None
+    only = f" --op {','.join(ops)}" if ops is not None and set(ops) != set(OPERATION_RIGHTS) else ""
+    return f"conformance rights --manifest --user {user} --namespace {namespace}{pod}{only}"
 
 
 def table(operations: Iterable[str]) -> list[str]:

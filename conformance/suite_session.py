@@ -338,7 +338,7 @@ def _preflight(session: SuiteSession, reporter: Any, verbose: bool) -> None:
             reporter.write_line(f"conformance preflight: ready ({len(report.checks)} checks passed; -v shows them)")
         else:
             reporter.section("conformance preflight", sep="-")
-            for line in preflight.render(report):
+            for line in preflight.render(report, advice=not report.stops):
                 reporter.write_line(line)
     if report.stops:
         raise PreflightStop(preflight.stop_message(report))

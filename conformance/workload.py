@@ -185,6 +185,7 @@ class WorkloadManager:
         self._authz: Any = authz
         self.kube_user: str | None = None  # who the API server says the credential is (the preflight's review)
         self.pod_check: PodCheck | None = None  # an existing pod's tools and echo listener (manage: false)
+        self.pod_status = ""  # what reading the existing pod(s) showed, in words
         self.create_decisions: list[rights.Decision] | None = None  # may the credential create the probe pod?
         self._inspect = inspect
         self._owned: list[_Owned] = []
@@ -446,6 +447,7 @@ class WorkloadManager:
                 pod = self._read("Pod", name)
             except ApiException as exc:
                 if exc.status in (401, 403):
+                    self.pod_status = f"not readable as {self.credential} (HTTP {exc.status}): phase not checked"
                     self.log(f"cannot check {self._where('Pod', name)} as {self.credential} (HTTP {exc.status})")
                     break
                 raise
@@ -463,6 +465,7 @@ class WorkloadManager:
                     f"{self.config.path}: workload.pods: pod {name!r} in namespace {w.namespace!r} is "
                     f"{pod.status.phase or 'Unknown'}, not Running"
                 )
+        self.pod_status = self.pod_status or f"Running in namespace {w.namespace!r}"
         check = self.inspect_pod()
         if check.tools_missing:
             raise ConfigError(
