@@ -61,6 +61,8 @@ class SuiteSession:
         self.prefetcher: Prefetcher | None = None
         self.workload: WorkloadManager | None = None  # set in the one process that owns the workload
         self.preflight: Report | None = None
+        self.is_worker = False  # an xdist worker: the controller owns the workload and its checks
+        self._worker_checked = False
         versions = (config.raw.get("lab") or {}).get("versions") or {}
         self.cluster_version: str | None = versions.get("kubernetes")
 
@@ -110,7 +112,25 @@ class SuiteSession:
         """This cell's result: from the prefetcher when one runs ahead, else run now."""
         if self.prefetcher is not None:
             return self.prefetcher.result(cell)
+        if self.is_worker and cell.key.operation in PORT_FORWARD_OPS:
+            self._worker_pod_check()
         return self.runner.run(cell)
+
+    def _worker_pod_check(self) -> None:
+        """An xdist worker never saw the controller's pod check: it asks once itself whether an existing pod
+        has an echo listener, so its port-forward cells are skipped as the controller's would be."""
+        if self._worker_checked or self.config.workload.manage:
+            return
+        self._worker_checked = True
+        from conformance.workload import WorkloadManager
+
+        check = WorkloadManager(self.config, self.user(), log=lambda m: None).inspect_pod()
+        if check.echo is False:
+            self.skip_port_forward(check.echo_reason)
+
+    def skip_port_forward(self, why: str) -> None:
+        pod = self.config.workload.pods[0]
+        self.runner.skip_operations.update({op: f"no echo listener in pod {pod!r}: {why}" for op in PORT_FORWARD_OPS})
 
     def start_prefetch(self, cells: list[Cell], concurrency: int) -> None:
         from conformance.prefetch import Prefetcher
@@ -267,6 +287,7 @@ def session_for(config: pytest.Config) -> SuiteSession:
     harness = _with_pod(_load_harness_config(settings), settings)
     spec = settings.get("expectations") or ("lab" if harness.source == "local-lab" else None)
     session = SuiteSession(harness, _clients(settings), Expectations.load(spec), settings)
+    session.is_worker = hasattr(config, "workerinput")
     setattr(config, SESSION_ATTR, session)
     return session
 
@@ -305,17 +326,15 @@ def ensure_workload(config: pytest.Config, nodeids: Sequence[str] | None = None)
 
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     verbose = config.getoption("verbose", 0) > 0
-    log = (lambda m: reporter.write_line(f"conformance workload: {m}")) if reporter is not None and verbose else None
-    session.workload = WorkloadManager(session.config, session.user(), log=log or (lambda m: None))
+    # What the harness makes and deletes in the cluster is always said (a few lines); the pod check only with -v.
+    log = (lambda m: reporter.write_line(f"conformance workload: {m}")) if reporter is not None else None
+    session.workload = WorkloadManager(session.config, session.user(), log=log)
     if not session.settings.flag("no-preflight"):
         _preflight(session, reporter, verbose)
     session.workload.ensure()
     check = session.workload.pod_check
     if check is not None and check.echo is False:
-        session.runner.skip_operations.update(
-            {op: f"no echo listener in pod {session.config.workload.pods[0]!r}: {check.echo_reason}"
-             for op in PORT_FORWARD_OPS}
-        )
+        session.skip_port_forward(check.echo_reason)
 
 
 def _preflight(session: SuiteSession, reporter: Any, verbose: bool) -> None:
@@ -335,7 +354,7 @@ def _preflight(session: SuiteSession, reporter: Any, verbose: bool) -> None:
     session.preflight = report
     if reporter is not None:
         if report.verdict is preflight.Verdict.READY and not verbose:
-            reporter.write_line(f"conformance preflight: ready ({len(report.checks)} checks passed; -v shows them)")
+            reporter.write_line(f"conformance preflight: ready ({len(report.checks)} checks ok; -v shows them)")
         else:
             reporter.section("conformance preflight", sep="-")
             for line in preflight.render(report, advice=not report.stops):

@@ -477,10 +477,6 @@ class WorkloadManager:
         """The first pod's tools and echo listener (the cells use the first), checked once as the matrix user."""
         if self.pod_check is None:
             self.pod_check = self._inspect() if self._inspect is not None else self._inspect_live()
-            self.log(
-                f"pod {self.workload.pods[0]!r}: tools {self.pod_check.tools_reason}; echo listener: "
-                f"{self.pod_check.echo_reason}"
-            )
         return self.pod_check
 
     def _inspect_live(self) -> PodCheck:
