@@ -322,7 +322,7 @@ class WorkloadManager:
         if self.workload.manage_namespace:  # a cluster-scoped create: asked only when the harness makes it
             needed += [rights.Right("create", "namespaces"), rights.Right("delete", "namespaces")]
         if self.workload.grant:
-            needed += [rights.Right(v, r, group=RBAC_GROUP) for r in ("roles", "rolebindings") for v in ("create",)]
+            needed += [rights.Right("create", r, group=RBAC_GROUP) for r in ("roles", "rolebindings")]
         return needed
 
     def check_create_rights(self) -> list[rights.Decision]:

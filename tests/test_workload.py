@@ -115,6 +115,7 @@ class FakeCore:
         ("pod_overrides", ["nodeName"], "workload.pod_overrides must be a dict"),
         ("pods", [], "workload.pods must be a non-empty list"),
         ("reuse", "yes", "workload.reuse must be a bool"),
+        ("manage_namespace", "no", "workload.manage_namespace must be a bool"),
     ],
 )
 def test_bad_workload_keys_name_file_and_key(key: str, value: Any, message: str) -> None:
