@@ -70,7 +70,8 @@ async def check_echo(endpoint: Endpoint, namespace: str, pod: str, port: int) ->
     finally:
         await session.aclose()
     if not transfer.byte_exact:
-        return False, f"port {port} answered but did not echo ({transfer.received} of {ECHO_BYTES} bytes back)"
+        said = f": {transfer.error_text.strip()[:200]}" if transfer.error_text.strip() else ""
+        return False, f"port {port} did not echo ({transfer.received} of {ECHO_BYTES} bytes back){said}"
     return True, f"port {port} echoes"
 
 

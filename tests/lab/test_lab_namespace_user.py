@@ -89,3 +89,26 @@ def test_the_preflight_command_prints_the_table(dave: Path) -> None:
     assert lines[-1] == "preflight verdict: ready: every check passed"
     stopped = _run("conformance.cli", "preflight", f"--kubeconfig={dave}", "--op=exec")
     assert stopped.returncode == 4 and "FAIL" in stopped.stdout and "missing create pods" in stopped.stdout
+
+
+def test_an_existing_pod_without_an_echo_listener_skips_port_forward_with_the_reason(
+    dave: Path, tmp_path: Path
+) -> None:
+    # probe-mute: kwok dials a port where nothing listens, so its port-forward reaches nothing.
+    results = tmp_path / "results.json"
+    run = _run(
+        "pytest", "suites/test_streaming.py", "-p", "no:cacheprovider", f"--kubeconfig={dave}", "--user=kubeconfig",
+        "--pod=probe-mute", "--op=exec,port-forward", "--client=native", f"--results={results}",
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "preflight verdict: degraded" in run.stdout and "port-forward cells will be skipped" in run.stdout
+    cells = json.loads(results.read_text())["cells"]
+    by_op = {op: {c["outcome"] for c in cells if c["key"]["operation"] == op} for op in ("exec", "port-forward")}
+    assert by_op == {"exec": {"pass"}, "port-forward": {"skip"}}
+    skipped = [c["message"] for c in cells if c["outcome"] == "skip"]
+    assert all(m.startswith("no echo listener in pod 'probe-mute'") and "connection refused" in m for m in skipped)
+    strict = _run(
+        "pytest", "suites/test_streaming.py", "-p", "no:cacheprovider", f"--kubeconfig={dave}", "--user=kubeconfig",
+        "--pod=probe-mute", "--op=port-forward", "--client=native", "--protocol=spdy", "--strict",
+    )
+    assert strict.returncode == pytest.ExitCode.TESTS_FAILED  # a gate that must run everything fails the skip

@@ -112,4 +112,4 @@ def test_a_port_that_answers_without_echoing_is_absent(monkeypatch: pytest.Monke
         return object()
 
     present, why = echo(monkeypatch, FakeSession(connect), _transfer(10, False))
-    assert present is False and why == f"port 8080 answered but did not echo (10 of {pod_check.ECHO_BYTES} bytes back)"
+    assert present is False and why == f"port 8080 did not echo (10 of {pod_check.ECHO_BYTES} bytes back)"
