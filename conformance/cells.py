@@ -172,6 +172,8 @@ class CellRunner:
         self.payload_bytes = payload_bytes
         self.idle_s = idle_s  # the default silence (--idle-s); a path's declared timeout decides first
         self.budgets = budgets if budgets is not None else Budgets.parse(config.raw.get("budgets"))
+        # Operations the workload cannot serve (an existing pod without an echo listener): skipped, with why.
+        self.skip_operations: dict[str, str] = {}
         self.audit = AuditTail(config.audit_log) if config.audit_log else None
         self.access_logs = {
             name: t.proxy_audit
@@ -225,6 +227,13 @@ class CellRunner:
                 evidence=Evidence(error=None if self.allow_unavailable else message),
                 skipped=self.allow_unavailable,
                 message=message + (" (--allow-unavailable)" if self.allow_unavailable else ""),
+            )
+        if cell.key.operation in self.skip_operations:
+            return Observation(
+                error_class=ErrorClass.NONE,
+                evidence=Evidence(),
+                skipped=True,
+                message=self.skip_operations[cell.key.operation],
             )
         marker = f"c{secrets.token_hex(6)}"
         session = Session(

@@ -9,6 +9,8 @@ conformance lab fault --target jetstack --fault corrupt:65536 [--name NAME]  |  
 conformance report RESULTS [--format terminal|grid|md|html|junit|json] [--output FILE]
 conformance report diff OLD NEW [--format terminal|md]  |  conformance report merge A B ... --output FILE
 conformance probe exec|attach|port-forward|cp-upload|cp-download|logs --protocol P --kubeconfig K -n NS POD ...
+conformance preflight [--config F | --kubeconfig K [--context C]] [--user U] [--pod P] [--target/--path/--op ...]
+conformance rights [--op ...]  |  conformance rights --manifest --user U --namespace N [--existing-pod]
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from conformance import probe_cli, report_cli
+from conformance import preflight_cli, probe_cli, report_cli
 from conformance.errors import ConformanceError
 
 if TYPE_CHECKING:
@@ -138,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _lab_parser(sub)
     report_cli.add_parser(sub)
     probe_cli.add_parser(sub)
+    preflight_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "lab":
@@ -146,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report_cli.run(args)
         if args.command == "probe":
             return probe_cli.run(args)
+        if args.command == "preflight":
+            return preflight_cli.run_preflight(args)
+        if args.command == "rights":
+            return preflight_cli.run_rights(args)
     except ConformanceError as exc:
         print(f"conformance: error: {exc}", file=sys.stderr)
         return 2

@@ -76,6 +76,7 @@ class Workload:
     container: str
     port: int
     manage: bool = False
+    manage_namespace: bool = True  # with manage: create and delete the namespace too (false: it exists)
     image: str | None = None
     reuse: bool = False  # use an existing namespace/pod instead of refusing it; never delete what existed
     kubeconfig: str | None = None  # the credential that creates and deletes (default: the matrix user's token)
@@ -177,6 +178,7 @@ def _workload(w: dict[str, Any], path: Path) -> Workload:
         container=w.get("container", "main"),
         port=int(w.get("port", 8080)),
         manage=bool(w.get("manage", False)),
+        manage_namespace=bool(opt("manage_namespace", bool, True)),
         image=opt("image", str),
         reuse=bool(opt("reuse", bool, False)),
         kubeconfig=os.path.expanduser(kubeconfig) if kubeconfig else None,

@@ -61,6 +61,24 @@ OPTIONS = (
     Option("kubeconfig", "CONFORMANCE_KUBECONFIG", "probe the cluster of this kubeconfig instead of a config file"),
     Option("context", "CONFORMANCE_CONTEXT", "kubeconfig context (with --kubeconfig)"),
     Option(
+        "pod",
+        "CONFORMANCE_POD",
+        "run the cells in this existing pod (the workload's namespace) instead of creating one: it needs sh, cat "
+        "and tar, and an echo listener on the workload port for port-forward cells (else they are skipped)",
+    ),
+    Option(
+        "no-preflight",
+        "CONFORMANCE_NO_PREFLIGHT",
+        "do not check endpoints, identity, rights and the workload before the matrix (docs/preflight.md)",
+        flag=True,
+    ),
+    Option(
+        "list-expected",
+        "CONFORMANCE_LIST_EXPECTED",
+        "list every expected failure and skip on the terminal (by default they are only counted)",
+        flag=True,
+    ),
+    Option(
         "expectations",
         "CONFORMANCE_EXPECTATIONS",
         "expectations file or built-in profile (default: 'lab' for the local lab, none otherwise)",
@@ -388,6 +406,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
     terminalreporter.section("conformance summary")
     for line in summary_lines(
-        settings.results, results_path=settings.get("results"), baseline=settings.get("baseline")
+        settings.results,
+        results_path=settings.get("results"),
+        baseline=settings.get("baseline"),
+        list_expected=settings.flag("list-expected"),
     ):
         terminalreporter.write_line(line)

@@ -7,6 +7,7 @@ settings). Every bad setting becomes a ConfigError that says where the value cam
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,10 +18,11 @@ import yaml
 from conformance.adapters.base import ClientAdapter
 from conformance.cells import OPERATIONS, Cell, CellRunner, enumerate_cells
 from conformance.config import HarnessConfig, load_config, parse_config
-from conformance.errors import ConfigError, ConformanceError
+from conformance.errors import ConfigError, ConformanceError, PreflightStop
 from conformance.expectations import Expectations
 from conformance.identity import ExpectedIdentity, self_subject_review
 from conformance.model import CellResult
+from conformance.preflight import PORT_FORWARD_OPS
 from conformance.redact import redact
 from probes.common import DEFAULT_PAYLOAD_MIB
 from probes.idle import DEFAULT_IDLE_S
@@ -28,6 +30,7 @@ from probes.idle import DEFAULT_IDLE_S
 if TYPE_CHECKING:
     from conformance.plugin import Settings
     from conformance.prefetch import Prefetcher
+    from conformance.preflight import Report
     from conformance.workload import WorkloadManager
 
 SESSION_ATTR = "_conformance_session"
@@ -62,6 +65,9 @@ class SuiteSession:
         self._group_prefetchers: dict[str, Prefetcher] = {}
         self._group_concurrency = 1
         self.workload: WorkloadManager | None = None  # set in the one process that owns the workload
+        self.preflight: Report | None = None
+        self.is_worker = False  # an xdist worker: the controller owns the workload and its checks
+        self._worker_checked = False
         versions = (config.raw.get("lab") or {}).get("versions") or {}
         self.cluster_version: str | None = versions.get("kubernetes")
 
@@ -111,6 +117,8 @@ class SuiteSession:
         """This cell's result: from the prefetcher when one runs ahead, else run now."""
         if self.prefetcher is not None:
             return self.prefetcher.result(cell)
+        if self.is_worker and (cell.key.operation in PORT_FORWARD_OPS or cell.id in self._group_of):
+            self._worker_pod_check()  # before a group's prefetch runs its port-forward cells
         group = self._group_of.get(cell.id)
         if group is not None:
             return self._group_prefetcher(group).result(cell)
@@ -140,6 +148,22 @@ class SuiteSession:
         for prefetcher in [self.prefetcher, *self._group_prefetchers.values()]:
             if prefetcher is not None:
                 prefetcher.close()
+
+    def _worker_pod_check(self) -> None:
+        """An xdist worker never saw the controller's pod check: it asks once itself whether an existing pod
+        has an echo listener, so its port-forward cells are skipped as the controller's would be."""
+        if self._worker_checked or self.config.workload.manage:
+            return
+        self._worker_checked = True
+        from conformance.workload import WorkloadManager
+
+        check = WorkloadManager(self.config, self.user(), log=lambda m: None).inspect_pod()
+        if check.echo is False:
+            self.skip_port_forward(check.echo_reason)
+
+    def skip_port_forward(self, why: str) -> None:
+        pod = self.config.workload.pods[0]
+        self.runner.skip_operations.update({op: f"no echo listener in pod {pod!r}: {why}" for op in PORT_FORWARD_OPS})
 
     def start_prefetch(self, cells: list[Cell], concurrency: int) -> None:
         from conformance.prefetch import Prefetcher
@@ -247,7 +271,9 @@ def config_from_kubeconfig(path: Path, context: str | None) -> HarnessConfig:
             "container": "main",
             "port": 8080,
             "manage": True,
-            "reuse": True,  # the context's namespace usually exists: use it, delete only the pod
+            # The context's namespace exists: never read nor create it (a namespace-scoped user may not).
+            "manage_namespace": False,
+            "reuse": True,
         },
     }
     return parse_config(data, path)
@@ -291,11 +317,21 @@ def session_for(config: pytest.Config) -> SuiteSession:
     from conformance.plugin import SETTINGS
 
     settings = config.stash[SETTINGS]
-    harness = _load_harness_config(settings)
+    harness = _with_pod(_load_harness_config(settings), settings)
     spec = settings.get("expectations") or ("lab" if harness.source == "local-lab" else None)
     session = SuiteSession(harness, _clients(settings), Expectations.load(spec), settings)
+    session.is_worker = hasattr(config, "workerinput")
     setattr(config, SESSION_ATTR, session)
     return session
+
+
+def _with_pod(harness: HarnessConfig, settings: Settings) -> HarnessConfig:
+    """--pod NAME: the cells run in that existing pod (the workload's namespace); the harness creates nothing."""
+    pod = settings.get("pod")
+    if not pod:
+        return harness
+    workload = dataclasses.replace(harness.workload, pods=(pod,), manage=False)
+    return dataclasses.replace(harness, workload=workload)
 
 
 def current_session(config: pytest.Config) -> SuiteSession | None:
@@ -316,9 +352,42 @@ def ensure_workload(config: pytest.Config, nodeids: Sequence[str] | None = None)
     from conformance.workload import WorkloadManager
 
     reporter = config.pluginmanager.get_plugin("terminalreporter")
+    verbose = config.getoption("verbose", 0) > 0
+    # What the harness makes and deletes in the cluster is always said (a few lines); the pod check only with -v.
     log = (lambda m: reporter.write_line(f"conformance workload: {m}")) if reporter is not None else None
     session.workload = WorkloadManager(session.config, session.user(), log=log)
+    if not session.settings.flag("no-preflight"):
+        _preflight(session, reporter, verbose)
     session.workload.ensure()
+    check = session.workload.pod_check
+    if check is not None and check.echo is False:
+        session.skip_port_forward(check.echo_reason)
+
+
+def _preflight(session: SuiteSession, reporter: Any, verbose: bool) -> None:
+    """The preflight table (in full when it is not all green, or with -v), and an early stop when nothing could
+    work (PreflightStop: pytest's usage-error exit code)."""
+    from conformance import preflight
+
+    assert session.workload is not None
+    report = preflight.gather(
+        session.config,
+        session.user(),
+        session.workload,
+        targets=session._select("target", list(session.config.targets)),
+        paths=session._select("path", list(session.config.paths)),
+        operations=session._select("op", list(OPERATIONS)),
+    )
+    session.preflight = report
+    if reporter is not None:
+        if report.verdict is preflight.Verdict.READY and not verbose:
+            reporter.write_line(f"conformance preflight: ready ({len(report.checks)} checks ok; -v shows them)")
+        else:
+            reporter.section("conformance preflight", sep="-")
+            for line in preflight.render(report, advice=not report.stops):
+                reporter.write_line(line)
+    if report.stops:
+        raise PreflightStop(preflight.stop_message(report))
 
 
 def is_cell_nodeid(config: pytest.Config, nodeid: str) -> bool:

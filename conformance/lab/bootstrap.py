@@ -5,10 +5,14 @@ Applied with the `kubernetes` client as the lab admin. Lab users' rights:
   bob                 get/list pods in `conformance`, nothing else
   mallory             nothing
   carol (outsiders)   alice's rights, by name: only the openunison stand-in's group rule stops her
+  dave (contractors)  alice's rights, by name (the `streaming` Role): a namespace-scoped user who may not create
+                      pods nor read namespaces, so the harness must use an existing pod (`--pod probe-0`)
   sa-alice            a service account with alice's rights (the `streaming` Role), whose bound tokens the
                       jetstack-passthrough target passes through unchanged
-Proxies (kube-oidc-proxy's users, openunison's ServiceAccount) may impersonate and run Token/SubjectAccessReviews,
-nothing more. The openunison stand-in's namespace holds its ServiceAccount and the pod its token is bound to.
+Lab pods: probe-0 and probe-1 (the cells'), and probe-mute, whose port-forward reaches nothing (an existing pod
+without an echo listener). Proxies (kube-oidc-proxy's users, openunison's ServiceAccount) may impersonate and
+run Token/SubjectAccessReviews, nothing more. The openunison stand-in's namespace holds its ServiceAccount and
+the pod its token is bound to.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from conformance.lab import openunison
 from conformance.lab.topology import (
     CONTAINER_NAME,
     LAB_SERVICE_ACCOUNT,
+    MUTE_POD,
     NAMESPACE,
     NODE_NAME,
     POD_NAMES,
@@ -73,6 +78,7 @@ def _objects() -> list[dict[str, Any]]:
             "subjects": [
                 {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs"},
                 {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"},
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dave"},
             ],
         },
         {
@@ -168,12 +174,16 @@ def _objects() -> list[dict[str, Any]]:
         },
     ]
     objects += _openunison_objects()
-    for name in POD_NAMES:
+    for name in (*POD_NAMES, MUTE_POD):
         objects.append(
             {
                 "apiVersion": "v1",
                 "kind": "Pod",
-                "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app": "conformance-probe"}},
+                "metadata": {
+                    "name": name,
+                    "namespace": NAMESPACE,
+                    "labels": {"app": "conformance-probe" if name != MUTE_POD else "conformance-probe-mute"},
+                },
                 "spec": {
                     "nodeName": NODE_NAME,
                     "automountServiceAccountToken": False,

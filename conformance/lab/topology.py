@@ -93,6 +93,10 @@ OIDC_PROXIES: tuple[OidcProxy, ...] = (
 NAMESPACE = "conformance"
 NODE_NAME = "kwok-node-0"
 POD_NAMES = ("probe-0", "probe-1")
+# A lab pod whose port-forward reaches nothing (kwok dials the discard port, where nothing listens): an
+# existing pod without an echo listener, whose port-forward cells the harness skips (docs/preflight.md).
+MUTE_POD = "probe-mute"
+CLOSED_PORT = 9
 CONTAINER_NAME = "main"
 POD_PORT = 8080
 # The sandbox user that kwok runs exec'd commands as (nobody), so a probe cannot touch the host as root.
@@ -227,6 +231,12 @@ def write_config_files(layout: Layout, kwok_stages: list[Path]) -> None:
             "kind": "ClusterPortForward",
             "metadata": {"name": "lab-port-forward"},
             "spec": {"forwards": [{"target": {"address": LOOPBACK, "port": layout.port("echo")}}]},
+        },
+        {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "PortForward",  # a pod's own rule wins over the cluster-wide one
+            "metadata": {"name": MUTE_POD, "namespace": NAMESPACE},
+            "spec": {"forwards": [{"target": {"address": LOOPBACK, "port": CLOSED_PORT}}]},
         },
         {
             "apiVersion": "kwok.x-k8s.io/v1alpha1",

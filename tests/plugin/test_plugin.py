@@ -226,11 +226,20 @@ def test_a_target_that_is_down_gives_connect_refused_within_the_probe_timeout(
         "--protocol=spdy,http",
         "--probe-timeout=5",
         f"--results={results}",
+        "--no-preflight",  # the cells themselves must say it: the preflight would stop the run first (below)
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     doc = json.loads(results.read_text())
     assert {c["error_class"] for c in doc["cells"]} == {"connect-refused"}
     assert all(c["duration_s"] < 10 for c in doc["cells"])
+    # With the preflight: one line says so and the run stops before the matrix, with the usage-error code.
+    stopped = suite.runpytest_subprocess(
+        "test_matrix.py", f"--config={path}", "--target=direct", "--path=none", "--op=exec,whoami",
+        "--client=native", "--protocol=spdy,http",
+    )
+    assert stopped.ret == pytest.ExitCode.USAGE_ERROR
+    assert "no tests ran" in stopped.stdout.str()
+    stopped.stderr.fnmatch_lines(["*preflight: nothing could work*", "*no endpoint answers*direct*connect-refused*"])
 
 
 @pytest.mark.lab
