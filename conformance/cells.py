@@ -317,13 +317,17 @@ class CellRunner:
         if identity is None and worked and self.config.identity_require == "any" and not observation.identity_decides:
             try:
                 ep = session.endpoint
+                credential = session.credential
+                if self.config.users[cell.user].credential.get("type") == "kubeconfig":
+                    # The cell may have outlived a short-lived exec token: ask with the current one.
+                    credential = self.config.credential(cell.user)
                 identity = await self_subject_review(
                     ep.server,
-                    session.token,
+                    (credential.token if credential else session.token) or "",
                     ca_file=ep.ca_file,
                     proxy_url=ep.proxy_url,
                     insecure=ep.insecure_skip_tls_verify,
-                    tls=tls_context(ep.ca_file, ep.insecure_skip_tls_verify, session.credential),
+                    tls=tls_context(ep.ca_file, ep.insecure_skip_tls_verify, credential),
                 )
             except Exception as exc:
                 ssr_problem = redact(f"the SelfSubjectReview failed: {type(exc).__name__}: {exc}")

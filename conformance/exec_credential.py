@@ -4,8 +4,8 @@ The `kubernetes` client's ExecProvider runs a plugin without a time limit, witho
 `interactiveMode` and puts the plugin's stderr into its exceptions as is; a harness that runs hundreds of
 cells non-interactively needs all four, so this small runner does what kubectl does:
 - `KUBERNETES_EXEC_INFO` carries `{apiVersion, kind: ExecCredential, spec: {interactive: false[, cluster]}}`;
-- the answer is cached and reused until `expirationTimestamp` (less REFRESH_MARGIN_S), then the plugin runs
-  again; an answer without expiry lasts the whole run;
+- the answer is cached and reused until `expirationTimestamp` (less half its lifetime, at most
+  REFRESH_MARGIN_S), then the plugin runs again; an answer without expiry lasts the whole run;
 - `interactiveMode: Always` fails at once with a clear error (the harness never has a terminal to lend);
 - the plugin runs in its own session with no stdin, killed with its children after `timeout_s`;
 - every token or key it prints is registered with `conformance.redact` before anything else happens, its
@@ -34,7 +34,7 @@ from conformance.redact import redact, register_secret
 API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
 INTERACTIVE_MODES = ("Never", "IfAvailable", "Always")
 DEFAULT_TIMEOUT_S = 30.0
-REFRESH_MARGIN_S = 5.0  # refresh this long before the expiry, so no request leaves with a dying token
+REFRESH_MARGIN_S = 60.0  # refresh at most this long before the expiry (half the lifetime for short tokens)
 MAX_OUTPUT = 1 << 20  # an ExecCredential is a few KiB; more is not one
 STDERR_TAIL = 600
 
@@ -65,6 +65,7 @@ class ExecPlugin:
     clock: Callable[[], float] = time.time
     runs: int = 0  # how many times the plugin ran (tests; `conformance` shows it nowhere)
     _cached: ExecResult | None = None
+    _fetched_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -98,13 +99,18 @@ class ExecPlugin:
     def credential(self) -> ExecResult:
         """The cached answer while it is fresh, else a new one from the plugin."""
         with self._lock:
-            cached = self._cached
-            fresh = cached is not None and (cached.expires_at is None
-                                            or self.clock() < cached.expires_at - REFRESH_MARGIN_S)
-            if cached is not None and fresh:
+            cached, now = self._cached, self.clock()
+            if cached is not None and (cached.expires_at is None or now < cached.expires_at - self._margin(cached)):
                 return cached
             self._cached = self._run()
+            self._fetched_at = now
             return self._cached
+
+    def _margin(self, cached: ExecResult) -> float:
+        """Refresh once less than half the lifetime is left (at most REFRESH_MARGIN_S before the expiry): a cell
+        that opens its last connection seconds after it took the token must not carry a dead one."""
+        assert cached.expires_at is not None
+        return max(0.0, min(REFRESH_MARGIN_S, (cached.expires_at - self._fetched_at) / 2))
 
     def _run(self) -> ExecResult:
         if self.interactive_mode == "Always":

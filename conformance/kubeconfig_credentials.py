@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import json
 import os
 import ssl
 import tempfile
@@ -253,7 +254,7 @@ def kubeconfig_context(path: Path, context: str | None = None, doc: dict[str, An
                              user_name=str(user_name or ""), user=user, namespace=ctx.get("namespace"))
 
 
-_USERS: dict[tuple[str, str], KubeconfigUser] = {}
+_USERS: dict[tuple[str, str, str], KubeconfigUser] = {}
 _USERS_LOCK = threading.Lock()
 
 
@@ -263,7 +264,9 @@ def kubeconfig_user(
     """The user of a context, one object per file and user name in this process (its exec cache is shared by
     every context that names the same user)."""
     ctx = kubeconfig_context(path, context)
-    key = (str(Path(path).expanduser().resolve()), ctx.user_name)
+    # Keyed by the stanza too: a kubeconfig rewritten during the run (a new login) gives a new user.
+    stanza = json.dumps([ctx.user, ctx.cluster], sort_keys=True, default=str)
+    key = (str(Path(path).expanduser().resolve()), ctx.user_name, stanza)
     with _USERS_LOCK:
         found = _USERS.get(key)
         if found is None:

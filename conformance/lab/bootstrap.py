@@ -5,6 +5,9 @@ Applied with the `kubernetes` client as the lab admin. Lab users' rights:
   bob                 get/list pods in `conformance`, nothing else
   mallory             nothing
   carol (outsiders)   alice's rights, by name: only the openunison stand-in's group rule stops her
+  dana (devs)         alice's rights, plus creating and deleting pods in `conformance` and reading namespaces:
+                      a user who brings her own probe pod (`pytest suites/ --kubeconfig=K`, tests/lab own-cluster);
+                      OIDC tokens, an exec plugin, or a client certificate (CN=dana, O=devs) signed by the lab CA
   sa-alice            a service account with alice's rights (the `streaming` Role), whose bound tokens the
                       jetstack-passthrough target passes through unchanged
 Proxies (kube-oidc-proxy's users, openunison's ServiceAccount) may impersonate and run Token/SubjectAccessReviews,
@@ -103,6 +106,34 @@ def _objects() -> list[dict[str, Any]]:
         },
         {
             "apiVersion": rbac,
+            "kind": "Role",
+            "metadata": {"name": "probe-pods", "namespace": NAMESPACE},
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete", "get", "list", "watch"]}
+            ],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "RoleBinding",
+            "metadata": {"name": "dana-probe-pods", "namespace": NAMESPACE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "probe-pods"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dana"}],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRole",
+            "metadata": {"name": "lab:namespace-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "lab:dana-namespace-reader"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "lab:namespace-reader"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dana"}],
+        },
+        {
+            "apiVersion": rbac,
             "kind": "ClusterRole",
             "metadata": {"name": "lab:impersonating-proxy"},
             "rules": [
@@ -164,7 +195,9 @@ def _objects() -> list[dict[str, Any]]:
                 "annotations": {"kwok.x-k8s.io/node": "fake"},
                 "labels": {"kubernetes.io/hostname": NODE_NAME, "type": "kwok"},
             },
-            "spec": {"taints": [{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]},
+            # No taint: it is the lab's only node, so a user's own probe pod (the --kubeconfig simple case, which
+            # knows nothing of kwok) is scheduled on it as on any cluster.
+            "spec": {},
         },
     ]
     objects += _openunison_objects()
