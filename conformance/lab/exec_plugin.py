@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                        lifetime_s=args.lifetime)
     if args.log is not None:
         with args.log.open("a") as log:
-            log.write(f"{now:.3f} {os.getpid()} {os.getppid()}\n")
+            session = "own-session" if os.getsid(0) == os.getpid() else "shared-session"
+            log.write(f"{now:.3f} {os.getpid()} {os.getppid()} {session}\n")
     expires = dt.datetime.fromtimestamp(now + args.lifetime, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     json.dump({"apiVersion": api_version, "kind": "ExecCredential",
                "status": {"token": token, "expirationTimestamp": expires}}, sys.stdout)
