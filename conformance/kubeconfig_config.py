@@ -1,8 +1,8 @@
 """A harness config from a kubeconfig's contexts: the `--kubeconfig K [--context a,b|all]` simple case and the
 starting config `conformance config init` writes (docs/config.md).
 
-Each context becomes a target named after it (straight: path `none`), run as that context's user, whose
-credential is `{type: kubeconfig, path, context}`: whatever the kubeconfig holds (token, tokenFile, client
+Each context becomes a target named after it (straight: path `none`), run as a config user of the same name,
+whose credential is `{type: kubeconfig, path, context}`: whatever the kubeconfig holds (token, tokenFile, client
 certificate, exec plugin, oidc auth-provider) is used as the user's own clients would. The workload is the
 first context's namespace (kubectl's `default` without one), a probe pod the harness creates there and
 removes, through the first context's credential.
@@ -84,16 +84,16 @@ def config_data(path: Path, contexts: list[KubeconfigContext]) -> dict[str, Any]
     source = Path(path).expanduser().resolve()
     targets: dict[str, Any] = {}
     users: dict[str, Any] = {}
-    user_keys: dict[str, str] = {}
     for ctx in contexts:
         if not ctx.cluster.get("server"):
             raise ConfigError(f"kubeconfig {path}: cluster {ctx.cluster_name!r} (context {ctx.name!r}) has no server")
         if not ctx.user_name:
             raise ConfigError(f"kubeconfig {path}: context {ctx.name!r} names no user")
-        key = user_keys.get(ctx.user_name)
-        if key is None:
-            key = user_keys[ctx.user_name] = _unique(_name(ctx.user_name), users)
-            users[key] = {"credential": {"type": "kubeconfig", "path": str(source), "context": ctx.name}}
+        # One config user per context, named after it: each target's identity is learned through that target
+        # (a proxy may map the user), while contexts naming one kubeconfig user still share its exec cache.
+        name = _unique(_name(ctx.name), targets)
+        key = name
+        users[key] = {"credential": {"type": "kubeconfig", "path": str(source), "context": ctx.name}}
         target: dict[str, Any] = {
             "description": f"context {ctx.name} of {source.name}: cluster {ctx.cluster_name}",
             "server": str(ctx.cluster["server"]),
@@ -106,7 +106,7 @@ def config_data(path: Path, contexts: list[KubeconfigContext]) -> dict[str, Any]
             target["proxy_url"] = str(ctx.cluster["proxy-url"])
         if ctx.cluster.get("insecure-skip-tls-verify"):
             target["insecure_skip_tls_verify"] = True
-        targets[_unique(_name(ctx.name), targets)] = target
+        targets[name] = target
     first = contexts[0]
     return {
         "version": 1,

@@ -261,11 +261,13 @@ _USERS_LOCK = threading.Lock()
 def kubeconfig_user(
     path: Path, context: str | None = None, *, exec_timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> KubeconfigUser:
-    """The user of a context, one object per file and user name in this process (its exec cache is shared by
-    every context that names the same user)."""
+    """The user of a context, one object per file, user name and stanza in this process: its exec cache is
+    shared by every context that names the same user (unless the plugin is given the cluster)."""
     ctx = kubeconfig_context(path, context)
     # Keyed by the stanza too: a kubeconfig rewritten during the run (a new login) gives a new user.
-    stanza = json.dumps([ctx.user, ctx.cluster], sort_keys=True, default=str)
+    spec = ctx.user.get("exec")
+    cluster = ctx.cluster if isinstance(spec, dict) and spec.get("provideClusterInfo") else {}
+    stanza = json.dumps([ctx.user, cluster], sort_keys=True, default=str)
     key = (str(Path(path).expanduser().resolve()), ctx.user_name, stanza)
     with _USERS_LOCK:
         found = _USERS.get(key)

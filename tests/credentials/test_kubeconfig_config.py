@@ -14,6 +14,7 @@ from conformance.cli import main
 from conformance.config import load_config, parse_config
 from conformance.errors import ConfigError
 from conformance.kubeconfig_config import config_from_kubeconfig, render_config, select_contexts
+from conformance.kubeconfig_credentials import kubeconfig_user
 
 CA_PEM = b"-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 
@@ -44,25 +45,28 @@ def two_contexts(tmp_path: Path) -> Path:
 
 def test_the_current_context_alone_needs_nothing_else(tmp_path: Path) -> None:
     config = config_from_kubeconfig(two_contexts(tmp_path), None)
-    assert list(config.targets) == ["straight"] and list(config.users) == ["me-corp"]
+    assert list(config.targets) == ["straight"] and list(config.users) == ["straight"]
     target = config.targets["straight"]
-    assert target.user == "me-corp" and target.endpoints["none"].server == "https://10.0.0.1:6443"
+    assert target.user == "straight" and target.endpoints["none"].server == "https://10.0.0.1:6443"
     ca = Path(target.endpoints["none"].ca_file or "")
     assert ca.read_bytes() == CA_PEM  # certificate-authority-data, as a file the endpoints can name
-    assert config.users["me-corp"].credential == {"type": "kubeconfig", "path": str(tmp_path / "config"),
+    assert config.users["straight"].credential == {"type": "kubeconfig", "path": str(tmp_path / "config"),
                                                    "context": "straight"}
     assert config.workload.namespace == "team-a" and config.workload.kubeconfig == str(tmp_path / "config")
 
 
-def test_several_contexts_become_several_targets_sharing_a_user(tmp_path: Path) -> None:
+def test_several_contexts_become_several_targets_each_with_its_user(tmp_path: Path) -> None:
     config = config_from_kubeconfig(two_contexts(tmp_path), "straight,via proxy")
     assert list(config.targets) == ["straight", "via-proxy"]
-    assert {t.user for t in config.targets.values()} == {"me-corp"} and len(config.users) == 1
+    assert [t.user for t in config.targets.values()] == ["straight", "via-proxy"]  # identity learned per target
+    assert {u.credential["context"] for u in config.users.values()} == {"straight", "via proxy"}
+    # ... and one kubeconfig user behind both: one exec plugin, one cache
+    assert kubeconfig_user(tmp_path / "config", "straight") is kubeconfig_user(tmp_path / "config", "via proxy")
     via = config.targets["via-proxy"].endpoints["none"]
     assert via.proxy_url == "http://127.0.0.1:3128" and via.ca_file == str(tmp_path / "p.crt")
     everything = config_from_kubeconfig(two_contexts(tmp_path), "all")
     assert list(everything.targets) == ["straight", "via-proxy", "admin"]
-    assert everything.targets["admin"].user == "admin" and len(everything.users) == 2
+    assert everything.targets["admin"].user == "admin" and len(everything.users) == 3
 
 
 def test_unknown_contexts_are_named(tmp_path: Path) -> None:
@@ -81,7 +85,7 @@ def test_config_init_output_loads_as_written(tmp_path: Path, capsys: pytest.Capt
     config = load_config(out)
     assert list(config.targets) == ["straight", "via-proxy"]
     assert config == parse_config(yaml.safe_load(text), out)
-    assert render_config(kc, "all").count("FILL IN who the API server must see") == 2
+    assert render_config(kc, "all").count("FILL IN who the API server must see") == 3
 
 
 def test_config_init_errors_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
