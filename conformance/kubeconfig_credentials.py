@@ -175,6 +175,8 @@ class KubeconfigUser:
             if self.exec_plugin is not None:
                 spec["command"] = self.exec_plugin.command
             out["exec"] = spec
+        elif u.get("tokenFile") and not u.get("token"):
+            out["tokenFile"] = _resolve(self.base_dir, u["tokenFile"])  # the file, not its token, as for the user
         elif token:
             out["token"] = token
         for key in ("client-certificate", "client-key"):

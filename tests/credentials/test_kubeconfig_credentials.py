@@ -45,6 +45,7 @@ def test_token_and_token_file(tmp_path: Path) -> None:
     (tmp_path / "tok").write_text("token-from-a-file-0001\n")
     user = kubeconfig_user(kubeconfig(tmp_path, {"tokenFile": "tok"}, "k2"))
     assert user.resolve().token == "token-from-a-file-0001"
+    assert user.resolve().kubectl_user == {"tokenFile": str(tmp_path / "tok")}  # kubectl reads the file itself
     (tmp_path / "tok").write_text("token-from-a-file-0002\n")  # rotated: read again at each resolve
     assert user.resolve().token == "token-from-a-file-0002"
     assert "token-from-a-file-0002" not in redact("x token-from-a-file-0002")
