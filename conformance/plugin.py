@@ -58,8 +58,10 @@ OPTIONS = (
     ),
     Option("user", "CONFORMANCE_USER", "the config user whose identity the matrix runs as", "alice"),
     Option("config", "CONFORMANCE_CONFIG", "harness config file (default: the running local lab's)"),
-    Option("kubeconfig", "CONFORMANCE_KUBECONFIG", "probe the cluster of this kubeconfig instead of a config file"),
-    Option("context", "CONFORMANCE_CONTEXT", "kubeconfig context (with --kubeconfig)"),
+    Option("kubeconfig", "CONFORMANCE_KUBECONFIG",
+           "probe the cluster of this kubeconfig instead of a config file, as its user (any kubeconfig credential)"),
+    Option("context", "CONFORMANCE_CONTEXT",
+           "kubeconfig context(s) with --kubeconfig: NAME, a,b (each a target) or all (default: the current one)"),
     Option(
         "pod",
         "CONFORMANCE_POD",

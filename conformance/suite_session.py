@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
 
 from conformance.adapters.base import ClientAdapter
 from conformance.cells import OPERATIONS, Cell, CellRunner, enumerate_cells
-from conformance.config import HarnessConfig, load_config, parse_config
+from conformance.config import HarnessConfig, load_config
 from conformance.errors import ConfigError, ConformanceError, PreflightStop
 from conformance.expectations import Expectations
 from conformance.identity import ExpectedIdentity, self_subject_review
+from conformance.kubeconfig_credentials import tls_context
 from conformance.model import CellResult
 from conformance.preflight import PORT_FORWARD_OPS
 from conformance.redact import redact
@@ -45,8 +45,7 @@ class SuiteSession:
         self.expectations = expectations
         self.settings = settings
         self.expected_identity_record: dict[str, Any] | None = None
-        matrix_user = config.users.get(self.user()) if self._user_name() in config.users else None
-        learned = self._learn_identity() if matrix_user is not None and matrix_user.expected is None else None
+        learned = self._learn_identities()
         self.runner = CellRunner(
             config,
             clients,
@@ -54,7 +53,8 @@ class SuiteSession:
             float(settings.get("probe-timeout") or 30),
             strict=settings.flag("strict"),
             allow_unavailable=settings.flag("allow-unavailable"),
-            expected_identity=learned,
+            expected_identity=learned.get(self._user_name()),
+            learned_identities=learned,
             payload_bytes=int(float(settings.get("payload-mib") or DEFAULT_PAYLOAD_MIB) * 1024 * 1024),
             idle_s=float(settings.get("idle-s") or DEFAULT_IDLE_S),
         )
@@ -71,22 +71,34 @@ class SuiteSession:
         versions = (config.raw.get("lab") or {}).get("versions") or {}
         self.cluster_version: str | None = versions.get("kubernetes")
 
-    def _learn_identity(self) -> ExpectedIdentity:
-        """No identity declared for the matrix user (--kubeconfig runs): ask the API server once, through the
-        first available target straight, and compare every cell with that answer (recorded in the results)."""
-        user = self.user()
-        endpoints = [t.endpoints["none"] for t in self.config.targets.values() if t.endpoints["none"].available]
-        if not endpoints:
+    def _learn_identities(self) -> dict[str, ExpectedIdentity]:
+        """Users that declare no identity (--kubeconfig runs): the matrix user and each target's own user."""
+        wanted = [self._user_name()] + [t.user for t in self.config.targets.values() if t.user]
+        learned: dict[str, ExpectedIdentity] = {}
+        for user in dict.fromkeys(wanted):
+            if user in self.config.users and self.config.users[user].expected is None:
+                learned[user] = self._learn_identity(user)
+        return learned
+
+    def _learn_identity(self, user: str) -> ExpectedIdentity:
+        """No identity declared for `user` (--kubeconfig runs): ask the API server once, straight through the
+        first available target the user is the user of (else the first available target), and compare every cell
+        with that answer (the matrix user's is recorded in the results)."""
+        targets = [t for t in self.config.targets.values() if t.endpoints["none"].available]
+        own = [t for t in targets if t.user == user]
+        if not targets:
             raise ConfigError(f"{self.config.path}: no available target to ask who {user!r} is")
-        ep = endpoints[0]
+        ep = (own or targets)[0].endpoints["none"]
         try:
+            credential = self.config.credential(user)
             seen = asyncio.run(
                 self_subject_review(
                     ep.server,
-                    self.config.token(user),
+                    credential.token or "",
                     ca_file=ep.ca_file,
                     proxy_url=ep.proxy_url,
                     insecure=ep.insecure_skip_tls_verify,
+                    tls=tls_context(ep.ca_file, ep.insecure_skip_tls_verify, credential),
                 )
             )
         except ConformanceError:
@@ -99,7 +111,8 @@ class SuiteSession:
                 )
             ) from None
         expected = ExpectedIdentity.from_identity(seen)
-        self.expected_identity_record = {"user_key": user, **expected.to_dict()}
+        if self.expected_identity_record is None or user == self._user_name():
+            self.expected_identity_record = {"user_key": user, **expected.to_dict()}
         return expected
 
     def _select(self, name: str, known: list[str]) -> list[str]:
@@ -174,8 +187,12 @@ class SuiteSession:
     def _user_name(self) -> str:
         user = self.settings.get("user") or "alice"
         implicit = self.settings.sources.get("user") == "default"
-        if user not in self.config.users and implicit and len(self.config.users) == 1:
-            return next(iter(self.config.users))  # a config with one user (a kubeconfig's): that one
+        if user not in self.config.users and implicit:
+            if len(self.config.users) == 1:
+                return next(iter(self.config.users))  # a config with one user (a kubeconfig's): that one
+            own = [t.user for t in self.config.targets.values() if t.user]
+            if own and len(own) == len(self.config.targets):
+                return own[0]  # every target names its user (a kubeconfig's contexts): the first one's
         return user
 
     def user(self) -> str:
@@ -216,6 +233,8 @@ def _load_harness_config(settings: Settings) -> HarnessConfig:
     if settings.get("config"):
         return load_config(Path(str(settings.get("config"))))
     if settings.get("kubeconfig"):
+        from conformance.kubeconfig_config import config_from_kubeconfig
+
         return config_from_kubeconfig(Path(str(settings.get("kubeconfig"))), settings.get("context"))
     from conformance.lab import lab
 
@@ -225,58 +244,6 @@ def _load_harness_config(settings: Settings) -> HarnessConfig:
             "start one with `conformance lab up`, or point --config at your cluster's harness config"
         )
     return load_config(lab.harness_config_path())
-
-
-def config_from_kubeconfig(path: Path, context: str | None) -> HarnessConfig:
-    """The simple case: one target, the kubeconfig's cluster, as the kubeconfig's user (token credentials)."""
-    try:
-        kc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the kubeconfig: {exc}") from exc
-    name = context or kc.get("current-context")
-    ctx = next((c["context"] for c in kc.get("contexts", []) if c.get("name") == name), None)
-    if ctx is None:
-        raise ConfigError(f"{path}: context {name!r} not found")
-    cluster: dict[str, Any] = next(
-        (c["cluster"] for c in kc.get("clusters", []) if c.get("name") == ctx.get("cluster")), {}
-    )
-    user: dict[str, Any] = next((u["user"] for u in kc.get("users", []) if u.get("name") == ctx.get("user")), {})
-    if "token" in user:
-        credential: dict[str, Any] = {
-            "type": "inline-token-from-kubeconfig",
-            "kubeconfig": str(path),
-            "user": ctx.get("user"),
-        }
-    elif "tokenFile" in user:
-        credential = {"type": "token-file", "path": user["tokenFile"]}
-    else:
-        raise ConfigError(
-            f"{path}: user {ctx.get('user')!r} has no token or tokenFile; the harness authenticates "
-            "with bearer tokens (write a harness config with a token-file credential)"
-        )
-    data = {
-        "version": 1,
-        "source": f"kubeconfig {path}",
-        "targets": {
-            "cluster": {
-                "server": cluster.get("server"),
-                "ca_file": cluster.get("certificate-authority"),
-                "insecure_skip_tls_verify": cluster.get("insecure-skip-tls-verify", False),
-            }
-        },
-        "users": {"kubeconfig": {"credential": credential}},
-        "workload": {
-            "namespace": ctx.get("namespace", "conformance"),
-            "pods": ["conformance-probe"],
-            "container": "main",
-            "port": 8080,
-            "manage": True,
-            # The context's namespace exists: never read nor create it (a namespace-scoped user may not).
-            "manage_namespace": False,
-            "reuse": True,
-        },
-    }
-    return parse_config(data, path)
 
 
 def _clients(settings: Settings) -> dict[str, ClientAdapter]:

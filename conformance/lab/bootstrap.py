@@ -7,6 +7,9 @@ Applied with the `kubernetes` client as the lab admin. Lab users' rights:
   carol (outsiders)   alice's rights, by name: only the openunison stand-in's group rule stops her
   dave (contractors)  alice's rights, by name (the `streaming` Role): a namespace-scoped user who may not create
                       pods nor read namespaces, so the harness must use an existing pod (`--pod probe-0`)
+  dana (devs)         alice's rights, plus creating and deleting pods in `conformance` and reading namespaces:
+                      a user who brings her own probe pod (`pytest suites/ --kubeconfig=K`, tests/lab own-cluster);
+                      OIDC tokens, an exec plugin, or a client certificate (CN=dana, O=devs) signed by the lab CA
   sa-alice            a service account with alice's rights (the `streaming` Role), whose bound tokens the
                       jetstack-passthrough target passes through unchanged
 Lab pods: probe-0 and probe-1 (the cells'), and probe-mute, whose port-forward reaches nothing (an existing pod
@@ -109,6 +112,34 @@ def _objects() -> list[dict[str, Any]]:
         },
         {
             "apiVersion": rbac,
+            "kind": "Role",
+            "metadata": {"name": "probe-pods", "namespace": NAMESPACE},
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete", "get", "list", "watch"]}
+            ],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "RoleBinding",
+            "metadata": {"name": "dana-probe-pods", "namespace": NAMESPACE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "probe-pods"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dana"}],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRole",
+            "metadata": {"name": "lab:namespace-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "lab:dana-namespace-reader"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "lab:namespace-reader"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dana"}],
+        },
+        {
+            "apiVersion": rbac,
             "kind": "ClusterRole",
             "metadata": {"name": "lab:impersonating-proxy"},
             "rules": [
@@ -170,7 +201,9 @@ def _objects() -> list[dict[str, Any]]:
                 "annotations": {"kwok.x-k8s.io/node": "fake"},
                 "labels": {"kubernetes.io/hostname": NODE_NAME, "type": "kwok"},
             },
-            "spec": {"taints": [{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]},
+            # No taint: it is the lab's only node, so a user's own probe pod (the --kubeconfig simple case, which
+            # knows nothing of kwok) is scheduled on it as on any cluster.
+            "spec": {},
         },
     ]
     objects += _openunison_objects()

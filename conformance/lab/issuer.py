@@ -78,7 +78,8 @@ __all__ = [
 # dave (contractors) is the namespace-scoped user of somebody's cluster: streaming rights in `conformance` by
 # name, but he may neither create pods nor read namespaces (the harness must not need either).
 LAB_USERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"alice": ("devs",), "bob": ("viewers",), "mallory": (), "carol": ("outsiders",), "dave": ("contractors",)}
+    {"alice": ("devs",), "bob": ("viewers",), "mallory": (), "carol": ("outsiders",), "dave": ("contractors",),
+     "dana": ("devs",)}
 )
 LAB_AUDIENCE = "conformance-lab"  # the client id kube-apiserver and the proxies are configured with
 LAB_EMAIL_DOMAIN = "lab.example"  # RFC 2606: never a real mailbox

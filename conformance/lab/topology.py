@@ -333,6 +333,9 @@ def apiserver_argv(layout: Layout) -> list[str]:
         f"--service-account-signing-key-file={pki.sa_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--authorization-mode=Node,RBAC",
+        # The node-lifecycle controller is off (one fake node), so nothing would lift the not-ready taint this
+        # plugin puts on a new node: a user's own probe pod (no kwok toleration) could never be scheduled.
+        "--disable-admission-plugins=TaintNodesByCondition",
         f"--authentication-config={cfg / 'authentication.yaml'}",
         f"--audit-policy-file={cfg / 'audit-policy.yaml'}",
         f"--audit-log-path={layout.audit_log}",

@@ -3,9 +3,8 @@
 ``Endpoint.from_kubeconfig(path, context)`` reads the subset of kubeconfig the harness needs (with
 PyYAML): ``server``, ``certificate-authority(-data)``, ``insecure-skip-tls-verify``,
 ``tls-server-name``, ``proxy-url``; ``token``, ``tokenFile``, ``client-certificate(-data)``,
-``client-key(-data)``; and the context's namespace. Every token is registered with
-``conformance.redact`` the moment it is read. Exec plugins and auth providers are refused with a
-``ConfigError`` naming the file: a probe must not run someone's helper binary by surprise.
+``client-key(-data)``, exec plugins and the oidc auth-provider (conformance.kubeconfig_credentials); and the
+context's namespace. Every token is registered with ``conformance.redact`` the moment it is read.
 """
 
 from __future__ import annotations
@@ -162,28 +161,20 @@ class Endpoint:
             raise ConfigError(f"{where}: no context given and no current-context")
         ctx = _named(doc, "contexts", "context", name, where)
         cluster = _named(doc, "clusters", "cluster", ctx.get("cluster"), where)
-        user = _named(doc, "users", "user", ctx.get("user"), where) if ctx.get("user") else {}
         base = source.parent
-        for unsupported in ("exec", "auth-provider"):
-            if unsupported in user:
-                raise ConfigError(f"{where}: user {ctx.get('user')!r} uses {unsupported!r}, which the harness "
-                                  "does not run; use a token, tokenFile or client certificate")
-        token = user.get("token")
-        if not token and user.get("tokenFile"):
-            token_path = _resolve(base, user["tokenFile"]) or ""
-            try:
-                token = Path(token_path).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"{where}: tokenFile: {exc}") from exc
+        # Every credential kind (token, tokenFile, certificate, exec plugin, oidc auth-provider), resolved now.
+        from conformance.kubeconfig_credentials import kubeconfig_user
+
+        cred = kubeconfig_user(source, str(name)).resolve() if ctx.get("user") else None
         return cls(
             server=str(cluster.get("server") or ""),
             ca_file=_resolve(base, cluster.get("certificate-authority")),
             ca_data=_b64(cluster.get("certificate-authority-data"), where, "certificate-authority-data"),
-            client_cert_file=_resolve(base, user.get("client-certificate")),
-            client_key_file=_resolve(base, user.get("client-key")),
-            client_cert_data=_b64(user.get("client-certificate-data"), where, "client-certificate-data"),
-            client_key_data=_b64(user.get("client-key-data"), where, "client-key-data"),
-            token=str(token) if token else None,
+            client_cert_file=cred.cert_file if cred else None,
+            client_key_file=cred.key_file if cred else None,
+            client_cert_data=cred.cert_pem if cred else None,
+            client_key_data=cred.key_pem if cred else None,
+            token=cred.token if cred else None,
             proxy_url=cluster.get("proxy-url"),
             insecure_skip_tls_verify=bool(cluster.get("insecure-skip-tls-verify", False)),
             tls_server_name=cluster.get("tls-server-name"),
