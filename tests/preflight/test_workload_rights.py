@@ -13,10 +13,11 @@ from conformance.cells import Cell, CellRunner
 from conformance.config import parse_config
 from conformance.errors import ConfigError, WorkloadError
 from conformance.expectations import Expectations
+from conformance.kubeconfig_config import config_from_kubeconfig
 from conformance.model import CellKey, Outcome
 from conformance.plugin import OPTIONS, Settings
 from conformance.pod_check import PodCheck
-from conformance.suite_session import _with_pod, config_from_kubeconfig
+from conformance.suite_session import _with_pod
 from conformance.workload import WorkloadManager
 from tests.test_workload import BASE, FakeAuthz, FakeCore, pod
 
