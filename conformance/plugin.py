@@ -83,7 +83,7 @@ OPTIONS = (
     Option(
         "expectations",
         "CONFORMANCE_EXPECTATIONS",
-        "expectations file or built-in profile (default: 'lab' for the local lab, none otherwise)",
+        "expectations file or built-in profile (default: 'lab' for the local lab, 'cluster' with --kubeconfig)",
     ),
     Option("probe-timeout", "CONFORMANCE_PROBE_TIMEOUT", "seconds each probe may take", "30"),
     Option(

@@ -285,7 +285,9 @@ def session_for(config: pytest.Config) -> SuiteSession:
 
     settings = config.stash[SETTINGS]
     harness = _with_pod(_load_harness_config(settings), settings)
-    spec = settings.get("expectations") or ("lab" if harness.source == "local-lab" else None)
+    # Built-in defaults: the lab's profile for the lab; for a kubeconfig run, only what every API server does.
+    default = "lab" if harness.source == "local-lab" else "cluster" if settings.get("kubeconfig") else None
+    spec = settings.get("expectations") or default
     session = SuiteSession(harness, _clients(settings), Expectations.load(spec), settings)
     session.is_worker = hasattr(config, "workerinput")
     setattr(config, SESSION_ATTR, session)
