@@ -15,8 +15,6 @@ exec plugin itself, as it does for the user. Tokens and keys are registered with
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import os
@@ -32,6 +30,9 @@ import yaml
 
 from conformance.errors import ConfigError
 from conformance.exec_credential import DEFAULT_TIMEOUT_S, ExecPlugin
+from conformance.kubeconfig_fields import b64 as _b64
+from conformance.kubeconfig_fields import named as _named
+from conformance.kubeconfig_fields import resolve as _resolve
 from conformance.redact import register_secret
 
 KINDS = ("token", "tokenFile", "client-certificate", "exec", "auth-provider")
@@ -299,30 +300,3 @@ def _cluster_info(cluster: dict[str, Any]) -> dict[str, Any]:
         if cluster.get(src) is not None:
             out[dst] = cluster[src]
     return out
-
-
-def _named(doc: dict[str, Any], key: str, inner: str, name: object, where: str) -> dict[str, Any]:
-    for item in doc.get(key) or []:
-        if isinstance(item, dict) and item.get("name") == name:
-            value = item.get(inner) or {}
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: {key} entry {name!r} has no {inner} mapping")
-            return value
-    have = [str(i.get("name")) for i in doc.get(key) or [] if isinstance(i, dict)]
-    raise ConfigError(f"{where}: no {key[:-1]} named {name!r} (have: {', '.join(have) or 'none'})")
-
-
-def _resolve(base: Path, value: object) -> str | None:
-    if not value:
-        return None
-    path = Path(str(value)).expanduser()
-    return str(path if path.is_absolute() else base / path)
-
-
-def _b64(value: object, where: str, key: str) -> bytes | None:
-    if not value:
-        return None
-    try:
-        return base64.b64decode(str(value), validate=True)
-    except (binascii.Error, ValueError):
-        raise ConfigError(f"{where}: {key} is not base64") from None

@@ -9,8 +9,6 @@ context's namespace. Every token is registered with ``conformance.redact`` the m
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import ssl
 import tempfile
@@ -18,11 +16,13 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from conformance.errors import ConfigError
+from conformance.kubeconfig_fields import b64 as _b64
+from conformance.kubeconfig_fields import named as _named
+from conformance.kubeconfig_fields import resolve as _resolve
 from conformance.redact import register_secret
 
 # HTTP/2 cannot carry an upgrade (PROTOCOLS.md 2), so we only ever offer http/1.1.
@@ -185,29 +185,3 @@ class Endpoint:
 # Endpoints are frozen and hashable; a bounded cache keyed by value keeps one context per endpoint.
 MAX_CACHED_SSL_CONTEXTS = 64
 _SSL_CONTEXTS: dict[Endpoint, ssl.SSLContext] = {}
-
-
-def _named(doc: dict[str, Any], key: str, inner: str, name: object, where: str) -> dict[str, Any]:
-    for item in doc.get(key) or []:
-        if isinstance(item, dict) and item.get("name") == name:
-            value = item.get(inner) or {}
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: {key} entry {name!r} has no {inner} mapping")
-            return value
-    raise ConfigError(f"{where}: no {key[:-1]} named {name!r}")
-
-
-def _resolve(base: Path, value: object) -> str | None:
-    if not value:
-        return None
-    path = Path(str(value)).expanduser()
-    return str(path if path.is_absolute() else base / path)
-
-
-def _b64(value: object, where: str, key: str) -> bytes | None:
-    if not value:
-        return None
-    try:
-        return base64.b64decode(str(value), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ConfigError(f"{where}: {key} is not base64: {exc}") from exc
