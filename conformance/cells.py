@@ -31,6 +31,7 @@ from conformance.identity import (
     identity_mismatch,
     self_subject_review,
 )
+from conformance.kubeconfig_credentials import tls_context
 from conformance.model import CellKey, CellResult, ErrorClass, Evidence, Identity, Observation, Outcome
 from conformance.openunison_access_log import AccessLogLine, find_request, read_log
 from conformance.proxy_audit import ProxyAuditLogs, access_log_chain, build_chain
@@ -158,6 +159,7 @@ class CellRunner:
         strict: bool = False,
         allow_unavailable: bool = False,
         expected_identity: ExpectedIdentity | None = None,
+        learned_identities: dict[str, ExpectedIdentity] | None = None,
         payload_bytes: int = DEFAULT_PAYLOAD_MIB * 1024 * 1024,
         idle_s: float = DEFAULT_IDLE_S,
         budgets: Budgets | None = None,
@@ -170,9 +172,12 @@ class CellRunner:
         self.allow_unavailable = allow_unavailable  # an unavailable target or path skips instead of failing
         # Users without `expect` are compared with this (a SelfSubjectReview made once at the start).
         self.expected_identity = expected_identity
+        self.learned_identities = learned_identities or {}  # per user, from a SelfSubjectReview at the start
         self.payload_bytes = payload_bytes
         self.idle_s = idle_s  # the default silence (--idle-s); a path's declared timeout decides first
         self.budgets = budgets if budgets is not None else Budgets.parse(config.raw.get("budgets"))
+        # Operations the workload cannot serve (an existing pod without an echo listener): skipped, with why.
+        self.skip_operations: dict[str, str] = {}
         self.audit = AuditTail(config.audit_log) if config.audit_log else None
         self.access_logs = {
             name: t.proxy_audit
@@ -229,10 +234,19 @@ class CellRunner:
                 skipped=self.allow_unavailable,
                 message=message + (" (--allow-unavailable)" if self.allow_unavailable else ""),
             )
+        if cell.key.operation in self.skip_operations:
+            return Observation(
+                error_class=ErrorClass.NONE,
+                evidence=Evidence(),
+                skipped=True,
+                message=self.skip_operations[cell.key.operation],
+            )
         marker = f"c{secrets.token_hex(6)}"
+        credential = self.config.credential(cell.user)
         session = Session(
             endpoint=endpoint,
-            token=self.config.token(cell.user),
+            token=credential.token or "",
+            credential=credential,
             namespace=self.config.workload.namespace,
             user_agent=f"k8s-streaming-conformance/{cell.id}/{marker}",
             timeout_s=self.probe_timeout_s,
@@ -278,7 +292,7 @@ class CellRunner:
         return observation
 
     def expected_for(self, user: str) -> ExpectedIdentity | None:
-        return self.config.users[user].expected or self.expected_identity
+        return self.config.users[user].expected or self.learned_identities.get(user) or self.expected_identity
 
     def _judge_budget(self, cell: Cell, observation: Observation) -> None:
         """A worked cell beyond a `budgets:` limit of the config is too-slow (measured value and budget)."""
@@ -316,12 +330,18 @@ class CellRunner:
         ssr_problem = None
         if identity is None and worked and self.config.identity_require == "any" and not observation.identity_decides:
             try:
+                ep = session.endpoint
+                credential = session.credential
+                if self.config.users[cell.user].credential.get("type") == "kubeconfig":
+                    # The cell may have outlived a short-lived exec token: ask with the current one.
+                    credential = self.config.credential(cell.user)
                 identity = await self_subject_review(
-                    session.endpoint.server,
-                    session.token,
-                    ca_file=session.endpoint.ca_file,
-                    proxy_url=session.endpoint.proxy_url,
-                    insecure=session.endpoint.insecure_skip_tls_verify,
+                    ep.server,
+                    (credential.token if credential else session.token) or "",
+                    ca_file=ep.ca_file,
+                    proxy_url=ep.proxy_url,
+                    insecure=ep.insecure_skip_tls_verify,
+                    tls=tls_context(ep.ca_file, ep.insecure_skip_tls_verify, credential),
                 )
             except Exception as exc:
                 ssr_problem = redact(f"the SelfSubjectReview failed: {type(exc).__name__}: {exc}")

@@ -5,10 +5,14 @@ conformance lab up [--paths nlb,alb,ingress,gateway,https-proxy | all | none] | 
 conformance lab token --user alice [--kind expired]
 conformance lab kubeconfig --target jetstack|jetstack-0.3|jetstack-passthrough[-sa]|direct|openunison [--path alb]
     --user alice|sa-alice [--output FILE]
+conformance lab kubeconfig --credential token|exec|client-cert --target direct,jetstack/alb --user dana [--output F]
+conformance config init --kubeconfig K [--context a,b|all] > harness.yaml
 conformance lab fault --target jetstack --fault corrupt:65536 [--name NAME]  |  conformance lab fault --remove NAME
-conformance report RESULTS [--format terminal|md|html|junit|json] [--output FILE]
+conformance report RESULTS [--format terminal|grid|md|html|junit|json] [--output FILE]
 conformance report diff OLD NEW [--format terminal|md]  |  conformance report merge A B ... --output FILE
 conformance probe exec|attach|port-forward|cp-upload|cp-download|logs --protocol P --kubeconfig K -n NS POD ...
+conformance preflight [--config F | --kubeconfig K [--context C]] [--user U] [--pod P] [--target/--path/--op ...]
+conformance rights [--op ...]  |  conformance rights --manifest --user U --namespace N [--existing-pod]
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from conformance import probe_cli, report_cli
+from conformance import preflight_cli, probe_cli, report_cli
 from conformance.errors import ConformanceError
 
 if TYPE_CHECKING:
@@ -64,6 +68,13 @@ def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     kubeconfig.add_argument("--path", default="none", help="none (default), nlb, alb, ingress, gateway, https-proxy")
     kubeconfig.add_argument("--user", required=True)
     kubeconfig.add_argument("--output", default=None)
+    kubeconfig.add_argument(
+        "--credential", default=None, choices=("token", "exec", "client-cert"),
+        help="the lab as your own cluster: one context per --target (comma-separated, TARGET or TARGET/PATH), the "
+        "user's credential a token, an exec plugin (short-lived tokens) or a client certificate (direct only)",
+    )
+    kubeconfig.add_argument("--exec-lifetime", type=int, default=20, help="seconds (--credential exec)")
+    kubeconfig.add_argument("--exec-log", default=None, help="append a line per exec plugin run (--credential exec)")
     fault = labsub.add_parser(
         "fault",
         help="put a fault-injecting hop in front of a target as the extra path fault-NAME (docs/paths.md)",
@@ -111,6 +122,12 @@ def _run_lab(args: argparse.Namespace) -> int:
         if not args.target or not args.fault:
             raise ConformanceError("lab fault needs --target and --fault (or --remove NAME)")
         lab.add_fault(args.target, args.fault, args.name)
+    elif cmd == "kubeconfig" and args.credential:
+        routes = [(t.split("/", 1)[0], t.split("/", 1)[1] if "/" in t else args.path)
+                  for t in args.target.split(",") if t]
+        print(lab.own_cluster_kubeconfig(routes, args.user, args.credential, Path(args.output) if args.output else None,
+                                         exec_lifetime_s=args.exec_lifetime,
+                                         exec_log=Path(args.exec_log) if args.exec_log else None))
     elif cmd == "kubeconfig":
         print(lab.kubeconfig(args.target, args.user, Path(args.output) if args.output else None, path=args.path))
     return 0
@@ -136,16 +153,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _lab_parser(sub)
+    config = sub.add_parser("config", help="harness configs")
+    configsub = config.add_subparsers(dest="config_command", required=True)
+    init = configsub.add_parser("init", help="print a starting harness config from a kubeconfig's contexts, "
+                                "with comments on what to fill in")
+    init.add_argument("--kubeconfig", required=True)
+    init.add_argument("--context", default=None, help="a,b or all (default: the current context)")
     report_cli.add_parser(sub)
     probe_cli.add_parser(sub)
+    preflight_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "lab":
             return _run_lab(args)
+        if args.command == "config":
+            from pathlib import Path
+
+            from conformance.kubeconfig_config import render_config
+
+            sys.stdout.write(render_config(Path(args.kubeconfig), args.context))
+            return 0
         if args.command == "report":
             return report_cli.run(args)
         if args.command == "probe":
             return probe_cli.run(args)
+        if args.command == "preflight":
+            return preflight_cli.run_preflight(args)
+        if args.command == "rights":
+            return preflight_cli.run_rights(args)
     except ConformanceError as exc:
         print(f"conformance: error: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,9 @@ import yaml
 
 from conformance.classify import Answer, parse_answers
 from conformance.errors import ConfigError
+from conformance.exec_credential import DEFAULT_TIMEOUT_S as DEFAULT_EXEC_TIMEOUT_S
 from conformance.identity import ExpectedIdentity, ProxyIdentity
+from conformance.kubeconfig_credentials import ClientCredential, kubeconfig_user
 from conformance.redact import register_secret
 
 SUPPORTED_VERSIONS = (1,)
@@ -76,6 +78,7 @@ class Workload:
     container: str
     port: int
     manage: bool = False
+    manage_namespace: bool = True  # with manage: create and delete the namespace too (false: it exists)
     image: str | None = None
     reuse: bool = False  # use an existing namespace/pod instead of refusing it; never delete what existed
     kubeconfig: str | None = None  # the credential that creates and deletes (default: the matrix user's token)
@@ -105,7 +108,27 @@ class HarnessConfig:
         """A bearer token for a configured user, minted or read now, and registered for redaction."""
         if user not in self.users:
             raise ConfigError(f"{self.path}: users.{user} is not defined (have: {', '.join(self.users)})")
-        return register_secret(resolve_credential(self.path, user, self.users[user].credential))
+        cred = self.users[user].credential
+        if cred.get("type") == "kubeconfig":
+            token = self.credential(user).token
+            if not token:
+                raise ConfigError(f"{self.path}: users.{user}: the kubeconfig user holds a client certificate, "
+                                  "not a token, and this needs a token")
+            return token
+        return register_secret(resolve_credential(self.path, user, cred))
+
+    def credential(self, user: str) -> ClientCredential:
+        """Everything a client sends for a user: a token, or for a `kubeconfig` credential whatever the
+        kubeconfig's user holds (token, client certificate, an exec plugin's answer; docs/config.md)."""
+        if user not in self.users:
+            raise ConfigError(f"{self.path}: users.{user} is not defined (have: {', '.join(self.users)})")
+        cred = self.users[user].credential
+        if cred.get("type") != "kubeconfig":
+            return ClientCredential(token=self.token(user))
+        return kubeconfig_user(
+            Path(os.path.expanduser(cred["path"])), cred.get("context"),
+            exec_timeout_s=float(cred.get("exec_timeout_s", DEFAULT_EXEC_TIMEOUT_S)),
+        ).resolve()
 
     def bad_token(self, user: str, kind: str) -> str | None:
         """A deliberately bad token (expired, wrong_audience, ...) for a lab-oidc user; None for other sources."""
@@ -177,6 +200,7 @@ def _workload(w: dict[str, Any], path: Path) -> Workload:
         container=w.get("container", "main"),
         port=int(w.get("port", 8080)),
         manage=bool(w.get("manage", False)),
+        manage_namespace=bool(opt("manage_namespace", bool, True)),
         image=opt("image", str),
         reuse=bool(opt("reuse", bool, False)),
         kubeconfig=os.path.expanduser(kubeconfig) if kubeconfig else None,
@@ -186,6 +210,18 @@ def _workload(w: dict[str, Any], path: Path) -> Workload:
         grant=tuple({str(k): str(v) for k, v in s.items()} for s in grant),
         ready_timeout_s=ready_timeout,
     )
+
+
+def _kubeconfig_credential(cred: dict[str, Any], where: str, path: Path) -> None:
+    """{type: kubeconfig, path, context, exec_timeout_s}: checked now, read when a cell needs it."""
+    _need(cred, "path", where, path)
+    if cred.get("context") is not None:
+        _need(cred, "context", where, path)
+    _positive(cred.get("exec_timeout_s"), f"{where}.exec_timeout_s", path)
+    unknown = set(cred) - {"type", "path", "context", "exec_timeout_s"}
+    if unknown:
+        raise ConfigError(f"{path}: {where}: unknown keys {', '.join(sorted(unknown))} (a kubeconfig credential has "
+                          "path, context and exec_timeout_s)")
 
 
 def _positive(value: Any, where: str, path: Path) -> float | None:
@@ -255,6 +291,8 @@ def parse_config(data: Any, path: Path) -> HarnessConfig:
     for name, u in _need(data, "users", "", path, dict).items():
         cred = _need(u, "credential", f"users.{name}", path, dict)
         _need(cred, "type", f"users.{name}.credential", path)
+        if cred["type"] == "kubeconfig":
+            _kubeconfig_credential(cred, f"users.{name}.credential", path)
         expect = u.get("expect") or {}
         if not isinstance(expect, dict):
             raise ConfigError(f"{path}: users.{name}.expect must be a mapping (user, groups, uid, extra)")
@@ -339,7 +377,8 @@ def resolve_credential(path: Path, user: str, cred: dict[str, Any]) -> str:
             raise ConfigError(f"{path}: users.{user}.credential: environment variable {cred.get('name')!r} is empty")
         return value
     raise ConfigError(
-        f"{path}: users.{user}.credential.type must be lab-oidc, lab-serviceaccount, token-file or env, got {kind!r}"
+        f"{path}: users.{user}.credential.type must be kubeconfig, lab-oidc, lab-serviceaccount, token-file or env, "
+        f"got {kind!r}"
     )
 
 def _idle_timeout(data: dict[str, Any], where: str, path: Path) -> float | None:

@@ -6,6 +6,7 @@ ConformanceError
 │   └── ComponentError     one lab component failed (names it, carries its log tail)
 ├── ProtocolError          wire-level failures (see conformance.wire.errors)
 ├── WorkloadError          the workload (namespace, probe pod) could not be created, readied or checked
+├── PreflightStop          the preflight found that nothing could work (names what is missing)
 └── ResultsFormatError     a results document does not match its schema (names the JSON path)
 """
 
@@ -38,6 +39,10 @@ class ComponentError(LabError):
 
 class WorkloadError(ConformanceError):
     """The workload could not be set up; the message names the namespace, the pod and what the cluster said."""
+
+
+class PreflightStop(ConformanceError):
+    """The preflight's verdict is `stop`: the run ends before the matrix; the message says what is missing."""
 
 
 class ResultsFormatError(ConformanceError):

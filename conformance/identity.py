@@ -132,18 +132,24 @@ async def self_subject_review(
     proxy_url: str | None = None,
     timeout_s: float = 10.0,
     insecure: bool = False,
+    tls: ssl.SSLContext | bool | None = None,
 ) -> Identity:
+    """Who the API server takes `token` for; `tls` (with a client certificate) replaces ca_file/insecure, and an
+    empty token sends no Authorization header (a client-certificate user)."""
     ctx: ssl.SSLContext | bool
-    if insecure:
+    if tls is not None:
+        ctx = tls
+    elif insecure:
         ctx = False
     else:
         ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(verify=ctx, timeout=timeout_s, proxy=proxy_url) as client:
         resp = await client.post(
             f"{server}/apis/authentication.k8s.io/v1/selfsubjectreviews",
             json=body,
-            headers={"Authorization": f"Bearer {token}"},
+            headers=headers,
         )
     resp.raise_for_status()
     info = resp.json()["status"]["userInfo"]

@@ -1,6 +1,6 @@
 """`conformance report`: render, diff and merge results files.
 
-conformance report RESULTS [--format terminal|md|html|junit|json] [--output FILE]
+conformance report RESULTS [--format terminal|grid|md|html|junit|json] [--output FILE]
 conformance report diff OLD NEW [--format terminal|md] [--output FILE]    exits 1 on a regression
 conformance report merge A B ... --output FILE
 
@@ -15,7 +15,7 @@ import sys
 
 from conformance.errors import ConfigError
 
-RENDER_FORMATS = ("terminal", "md", "html", "junit", "json")
+RENDER_FORMATS = ("terminal", "grid", "md", "html", "junit", "json")
 DIFF_FORMATS = ("terminal", "md")
 
 
@@ -29,7 +29,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("items", nargs="+", metavar="RESULTS | diff OLD NEW | merge FILE ...")
-    parser.add_argument("--format", "-f", choices=RENDER_FORMATS, default=None, help="default: terminal")
+    parser.add_argument(
+        "--format", "-f", choices=RENDER_FORMATS, default=None,
+        help="default: terminal (the views, 120 columns); grid: the full matrix however wide",
+    )
     parser.add_argument("--output", "-o", default=None, help="write here instead of standard output")
     parser.add_argument(
         "--color", choices=("auto", "always", "never"), default="auto", help="terminal colour (auto: only on a TTY)"

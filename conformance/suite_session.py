@@ -7,21 +7,23 @@ settings). Every bad setting becomes a ConfigError that says where the value cam
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
 
 from conformance.adapters.base import ClientAdapter
 from conformance.cells import OPERATIONS, Cell, CellRunner, enumerate_cells
-from conformance.config import HarnessConfig, load_config, parse_config
-from conformance.errors import ConfigError, ConformanceError
+from conformance.config import HarnessConfig, load_config
+from conformance.errors import ConfigError, ConformanceError, PreflightStop
 from conformance.expectations import Expectations
 from conformance.identity import ExpectedIdentity, self_subject_review
+from conformance.kubeconfig_credentials import tls_context
 from conformance.model import CellResult
+from conformance.preflight import PORT_FORWARD_OPS
 from conformance.redact import redact
 from probes.common import DEFAULT_PAYLOAD_MIB
 from probes.idle import DEFAULT_IDLE_S
@@ -29,6 +31,7 @@ from probes.idle import DEFAULT_IDLE_S
 if TYPE_CHECKING:
     from conformance.plugin import Settings
     from conformance.prefetch import Prefetcher
+    from conformance.preflight import Report
     from conformance.workload import WorkloadManager
 
 SESSION_ATTR = "_conformance_session"
@@ -43,8 +46,7 @@ class SuiteSession:
         self.expectations = expectations
         self.settings = settings
         self.expected_identity_record: dict[str, Any] | None = None
-        matrix_user = config.users.get(self.user()) if self._user_name() in config.users else None
-        learned = self._learn_identity() if matrix_user is not None and matrix_user.expected is None else None
+        learned = self._learn_identities()
         self.runner = CellRunner(
             config,
             clients,
@@ -52,31 +54,52 @@ class SuiteSession:
             float(settings.get("probe-timeout") or 30),
             strict=settings.flag("strict"),
             allow_unavailable=settings.flag("allow-unavailable"),
-            expected_identity=learned,
+            expected_identity=learned.get(self._user_name()),
+            learned_identities=learned,
             payload_bytes=int(float(settings.get("payload-mib") or DEFAULT_PAYLOAD_MIB) * 1024 * 1024),
             idle_s=float(settings.get("idle-s") or DEFAULT_IDLE_S),
         )
         self.prefetcher: Prefetcher | None = None
+        # Under pytest -n N (conformance.xdist_groups): this worker's groups, each prefetched on its first cell.
+        self._group_of: dict[str, str] = {}
+        self._group_cells: dict[str, list[Cell]] = {}
+        self._group_prefetchers: dict[str, Prefetcher] = {}
+        self._group_concurrency = 1
         self.workload: WorkloadManager | None = None  # set in the one process that owns the workload
+        self.preflight: Report | None = None
+        self.is_worker = False  # an xdist worker: the controller owns the workload and its checks
+        self._worker_checked = False
         versions = (config.raw.get("lab") or {}).get("versions") or {}
         self.cluster_version: str | None = versions.get("kubernetes")
 
-    def _learn_identity(self) -> ExpectedIdentity:
-        """No identity declared for the matrix user (--kubeconfig runs): ask the API server once, through the
-        first available target straight, and compare every cell with that answer (recorded in the results)."""
-        user = self.user()
-        endpoints = [t.endpoints["none"] for t in self.config.targets.values() if t.endpoints["none"].available]
-        if not endpoints:
+    def _learn_identities(self) -> dict[str, ExpectedIdentity]:
+        """Users that declare no identity (--kubeconfig runs): the matrix user and each target's own user."""
+        wanted = [self._user_name()] + [t.user for t in self.config.targets.values() if t.user]
+        learned: dict[str, ExpectedIdentity] = {}
+        for user in dict.fromkeys(wanted):
+            if user in self.config.users and self.config.users[user].expected is None:
+                learned[user] = self._learn_identity(user)
+        return learned
+
+    def _learn_identity(self, user: str) -> ExpectedIdentity:
+        """No identity declared for `user` (--kubeconfig runs): ask the API server once, straight through the
+        first available target the user is the user of (else the first available target), and compare every cell
+        with that answer (the matrix user's is recorded in the results)."""
+        targets = [t for t in self.config.targets.values() if t.endpoints["none"].available]
+        own = [t for t in targets if t.user == user]
+        if not targets:
             raise ConfigError(f"{self.config.path}: no available target to ask who {user!r} is")
-        ep = endpoints[0]
+        ep = (own or targets)[0].endpoints["none"]
         try:
+            credential = self.config.credential(user)
             seen = asyncio.run(
                 self_subject_review(
                     ep.server,
-                    self.config.token(user),
+                    credential.token or "",
                     ca_file=ep.ca_file,
                     proxy_url=ep.proxy_url,
                     insecure=ep.insecure_skip_tls_verify,
+                    tls=tls_context(ep.ca_file, ep.insecure_skip_tls_verify, credential),
                 )
             )
         except ConformanceError:
@@ -89,7 +112,8 @@ class SuiteSession:
                 )
             ) from None
         expected = ExpectedIdentity.from_identity(seen)
-        self.expected_identity_record = {"user_key": user, **expected.to_dict()}
+        if self.expected_identity_record is None or user == self._user_name():
+            self.expected_identity_record = {"user_key": user, **expected.to_dict()}
         return expected
 
     def _select(self, name: str, known: list[str]) -> list[str]:
@@ -107,7 +131,53 @@ class SuiteSession:
         """This cell's result: from the prefetcher when one runs ahead, else run now."""
         if self.prefetcher is not None:
             return self.prefetcher.result(cell)
+        if self.is_worker and (cell.key.operation in PORT_FORWARD_OPS or cell.id in self._group_of):
+            self._worker_pod_check()  # before a group's prefetch runs its port-forward cells
+        group = self._group_of.get(cell.id)
+        if group is not None:
+            return self._group_prefetcher(group).result(cell)
         return self.runner.run(cell)
+
+    def plan_worker_groups(self, cells: list[Cell], groups: dict[str, str], total: int, workers: int) -> None:
+        """An xdist worker: remember every group's cells; xdist sends each whole group to one worker."""
+        from conformance.xdist_groups import worker_concurrency
+
+        self._group_of = dict(groups)
+        self._group_cells = {}
+        for cell in cells:
+            self._group_cells.setdefault(groups[cell.id], []).append(cell)
+        self._group_concurrency = worker_concurrency(total, workers)
+
+    def _group_prefetcher(self, group: str) -> Prefetcher:
+        """The first cell of a group this worker was given: run the whole group ahead of its tests."""
+        from conformance.prefetch import Prefetcher
+
+        prefetcher = self._group_prefetchers.get(group)
+        if prefetcher is None:
+            prefetcher = Prefetcher(self.runner, self._group_cells[group], self._group_concurrency)
+            self._group_prefetchers[group] = prefetcher
+        return prefetcher
+
+    def close_prefetchers(self) -> None:
+        for prefetcher in [self.prefetcher, *self._group_prefetchers.values()]:
+            if prefetcher is not None:
+                prefetcher.close()
+
+    def _worker_pod_check(self) -> None:
+        """An xdist worker never saw the controller's pod check: it asks once itself whether an existing pod
+        has an echo listener, so its port-forward cells are skipped as the controller's would be."""
+        if self._worker_checked or self.config.workload.manage:
+            return
+        self._worker_checked = True
+        from conformance.workload import WorkloadManager
+
+        check = WorkloadManager(self.config, self.user(), log=lambda m: None).inspect_pod()
+        if check.echo is False:
+            self.skip_port_forward(check.echo_reason)
+
+    def skip_port_forward(self, why: str) -> None:
+        pod = self.config.workload.pods[0]
+        self.runner.skip_operations.update({op: f"no echo listener in pod {pod!r}: {why}" for op in PORT_FORWARD_OPS})
 
     def start_prefetch(self, cells: list[Cell], concurrency: int) -> None:
         from conformance.prefetch import Prefetcher
@@ -118,8 +188,12 @@ class SuiteSession:
     def _user_name(self) -> str:
         user = self.settings.get("user") or "alice"
         implicit = self.settings.sources.get("user") == "default"
-        if user not in self.config.users and implicit and len(self.config.users) == 1:
-            return next(iter(self.config.users))  # a config with one user (a kubeconfig's): that one
+        if user not in self.config.users and implicit:
+            if len(self.config.users) == 1:
+                return next(iter(self.config.users))  # a config with one user (a kubeconfig's): that one
+            own = [t.user for t in self.config.targets.values() if t.user]
+            if own and len(own) == len(self.config.targets):
+                return own[0]  # every target names its user (a kubeconfig's contexts): the first one's
         return user
 
     def user(self) -> str:
@@ -160,6 +234,8 @@ def _load_harness_config(settings: Settings) -> HarnessConfig:
     if settings.get("config"):
         return load_config(Path(str(settings.get("config"))))
     if settings.get("kubeconfig"):
+        from conformance.kubeconfig_config import config_from_kubeconfig
+
         return config_from_kubeconfig(Path(str(settings.get("kubeconfig"))), settings.get("context"))
     from conformance.lab import lab
 
@@ -169,56 +245,6 @@ def _load_harness_config(settings: Settings) -> HarnessConfig:
             "start one with `conformance lab up`, or point --config at your cluster's harness config"
         )
     return load_config(lab.harness_config_path())
-
-
-def config_from_kubeconfig(path: Path, context: str | None) -> HarnessConfig:
-    """The simple case: one target, the kubeconfig's cluster, as the kubeconfig's user (token credentials)."""
-    try:
-        kc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the kubeconfig: {exc}") from exc
-    name = context or kc.get("current-context")
-    ctx = next((c["context"] for c in kc.get("contexts", []) if c.get("name") == name), None)
-    if ctx is None:
-        raise ConfigError(f"{path}: context {name!r} not found")
-    cluster: dict[str, Any] = next(
-        (c["cluster"] for c in kc.get("clusters", []) if c.get("name") == ctx.get("cluster")), {}
-    )
-    user: dict[str, Any] = next((u["user"] for u in kc.get("users", []) if u.get("name") == ctx.get("user")), {})
-    if "token" in user:
-        credential: dict[str, Any] = {
-            "type": "inline-token-from-kubeconfig",
-            "kubeconfig": str(path),
-            "user": ctx.get("user"),
-        }
-    elif "tokenFile" in user:
-        credential = {"type": "token-file", "path": user["tokenFile"]}
-    else:
-        raise ConfigError(
-            f"{path}: user {ctx.get('user')!r} has no token or tokenFile; the harness authenticates "
-            "with bearer tokens (write a harness config with a token-file credential)"
-        )
-    data = {
-        "version": 1,
-        "source": f"kubeconfig {path}",
-        "targets": {
-            "cluster": {
-                "server": cluster.get("server"),
-                "ca_file": cluster.get("certificate-authority"),
-                "insecure_skip_tls_verify": cluster.get("insecure-skip-tls-verify", False),
-            }
-        },
-        "users": {"kubeconfig": {"credential": credential}},
-        "workload": {
-            "namespace": ctx.get("namespace", "conformance"),
-            "pods": ["conformance-probe"],
-            "container": "main",
-            "port": 8080,
-            "manage": True,
-            "reuse": True,  # the context's namespace usually exists: use it, delete only the pod
-        },
-    }
-    return parse_config(data, path)
 
 
 def _clients(settings: Settings) -> dict[str, ClientAdapter]:
@@ -275,11 +301,23 @@ def session_for(config: pytest.Config) -> SuiteSession:
     from conformance.plugin import SETTINGS
 
     settings = config.stash[SETTINGS]
-    harness = _load_harness_config(settings)
-    spec = settings.get("expectations") or ("lab" if harness.source == "local-lab" else None)
+    harness = _with_pod(_load_harness_config(settings), settings)
+    # Built-in defaults: the lab's profile for the lab; for a kubeconfig run, only what every API server does.
+    default = "lab" if harness.source == "local-lab" else "cluster" if settings.get("kubeconfig") else None
+    spec = settings.get("expectations") or default
     session = SuiteSession(harness, _clients(settings), Expectations.load(spec), settings)
+    session.is_worker = hasattr(config, "workerinput")
     setattr(config, SESSION_ATTR, session)
     return session
+
+
+def _with_pod(harness: HarnessConfig, settings: Settings) -> HarnessConfig:
+    """--pod NAME: the cells run in that existing pod (the workload's namespace); the harness creates nothing."""
+    pod = settings.get("pod")
+    if not pod:
+        return harness
+    workload = dataclasses.replace(harness.workload, pods=(pod,), manage=False)
+    return dataclasses.replace(harness, workload=workload)
 
 
 def current_session(config: pytest.Config) -> SuiteSession | None:
@@ -292,23 +330,72 @@ def ensure_workload(config: pytest.Config, nodeids: Sequence[str] | None = None)
     `nodeids` is an xdist controller's only view of the run (it never collects): the workload is set up only
     if one of them is a cell, so `pytest -n 4 tests` with a config in the environment creates nothing.
     """
-    if nodeids is not None:
-        try:
-            session = session_for(config)
-            cells = {c.id for c in session.cells()} | {c.id for c in session.security_cells()}
-        except ConformanceError:
-            return  # not a run this config can describe: workers that do collect cells report the error
-        if not any(n.endswith("]") and n[n.rfind("[") + 1 : -1] in cells for n in nodeids):
-            return
+    if nodeids is not None and not any(is_cell_nodeid(config, n) for n in nodeids):
+        return  # (a run this config cannot describe: the workers, which do collect cells, report the error)
     session = session_for(config)
     if session.workload is not None:
         return
     from conformance.workload import WorkloadManager
 
     reporter = config.pluginmanager.get_plugin("terminalreporter")
+    verbose = config.getoption("verbose", 0) > 0
+    # What the harness makes and deletes in the cluster is always said (a few lines); the pod check only with -v.
     log = (lambda m: reporter.write_line(f"conformance workload: {m}")) if reporter is not None else None
     session.workload = WorkloadManager(session.config, session.user(), log=log)
+    if not session.settings.flag("no-preflight"):
+        _preflight(session, reporter, verbose)
     session.workload.ensure()
+    check = session.workload.pod_check
+    if check is not None and check.echo is False:
+        session.skip_port_forward(check.echo_reason)
+
+
+def _preflight(session: SuiteSession, reporter: Any, verbose: bool) -> None:
+    """The preflight table (in full when it is not all green, or with -v), and an early stop when nothing could
+    work (PreflightStop: pytest's usage-error exit code)."""
+    from conformance import preflight
+
+    assert session.workload is not None
+    report = preflight.gather(
+        session.config,
+        session.user(),
+        session.workload,
+        targets=session._select("target", list(session.config.targets)),
+        paths=session._select("path", list(session.config.paths)),
+        operations=session._select("op", list(OPERATIONS)),
+    )
+    session.preflight = report
+    if reporter is not None:
+        if report.verdict is preflight.Verdict.READY and not verbose:
+            reporter.write_line(f"conformance preflight: ready ({len(report.checks)} checks ok; -v shows them)")
+        else:
+            reporter.section("conformance preflight", sep="-")
+            for line in preflight.render(report, advice=not report.stops):
+                reporter.write_line(line)
+    if report.stops:
+        raise PreflightStop(preflight.stop_message(report))
+
+
+def is_cell_nodeid(config: pytest.Config, nodeid: str) -> bool:
+    """On the xdist controller, which never collects: is this node id one of the run's cells?"""
+    ids: set[str] | None = getattr(config, "_conformance_cell_ids", None)
+    if ids is None:
+        try:
+            session = session_for(config)
+            ids = {c.id for c in session.cells()} | {c.id for c in session.security_cells()}
+        except ConformanceError:
+            ids = set()
+        config._conformance_cell_ids = ids  # type: ignore[attr-defined]
+    return _param_id(nodeid) in ids
+
+
+def _param_id(nodeid: str) -> str | None:
+    """`suites/x.py::test_cell[ID]`, or `...[ID]@group` under xdist's loadgroup -> ID."""
+    end = nodeid.rfind("]")
+    if end < 0 or (nodeid[end + 1 :] and not nodeid[end + 1 :].startswith("@")):
+        return None
+    start = nodeid.find("[")
+    return nodeid[start + 1 : end] if start >= 0 else None
 
 
 def cleanup_workload(config: pytest.Config) -> None:

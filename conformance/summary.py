@@ -1,4 +1,9 @@
-"""The plain-text end of a run, Cilium-style: one line of counts, then one line per unexpected cell."""
+"""The plain-text end of a run, Cilium-style: one line of counts, then one line per unexpected cell.
+
+Quiet on success: expected failures and skips are counted (skips grouped by reason), not listed, unless
+`--list-expected` asks for them. An answer-first view of the results (what works, per target: the reports'
+views) belongs right after the counts line, when one exists.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ from pathlib import Path
 from conformance.model import CellResult, Results, RunMetadata
 
 
-def summary_lines(cells: list[CellResult], *, results_path: str | None, baseline: str | None) -> list[str]:
+def summary_lines(
+    cells: list[CellResult], *, results_path: str | None, baseline: str | None, list_expected: bool = False
+) -> list[str]:
     from reports.evidence import key_evidence
     from reports.grid import summary_line, unexpected
 
@@ -15,8 +22,17 @@ def summary_lines(cells: list[CellResult], *, results_path: str | None, baseline
     lines = [summary_line(results)]
     for cell in unexpected(results):
         lines.append(f"  {cell.outcome.value:<15} {cell.id}: {key_evidence(cell) or cell.message}")
+    expected = [c for c in cells if c.outcome.value == "expected-fail"]
+    if expected and list_expected:
+        lines.append(f"  {len(expected)} expected failure(s):")
+        lines += [f"    {c.id}: {c.error_class.value}: {c.message}" for c in sorted(expected, key=lambda c: c.id)]
+    elif expected:
+        lines.append(f"  {len(expected)} expected failure(s), not listed (--list-expected lists them)")
     skipped = [c for c in cells if c.outcome.value == "skip"]
-    if skipped:
+    if skipped and list_expected:
+        lines.append(f"  {len(skipped)} cell(s) skipped (--strict fails them):")
+        lines += [f"    {c.id}: {c.message}" for c in sorted(skipped, key=lambda c: c.id)]
+    elif skipped:
         reasons: dict[str, int] = {}
         for c in skipped:
             reasons[c.message] = reasons.get(c.message, 0) + 1

@@ -28,8 +28,10 @@ from typing import Any, TypeGuard
 import urllib3
 from kubernetes.client.rest import ApiException
 
+from conformance import rights
 from conformance.config import Endpoint, HarnessConfig, Workload
 from conformance.errors import ConfigError, WorkloadError
+from conformance.pod_check import PodCheck
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "k8s-streaming-conformance"
@@ -161,16 +163,31 @@ class _Owned:
 
 class WorkloadManager:
     def __init__(
-        self, config: HarnessConfig, user: str, *, log: Log | None = None, core: Any = None, rbac: Any = None
+        self,
+        config: HarnessConfig,
+        user: str,
+        *,
+        log: Log | None = None,
+        core: Any = None,
+        rbac: Any = None,
+        authz: Any = None,
+        inspect: Callable[[], PodCheck] | None = None,
     ) -> None:
         """`user` is the matrix user, whose token manages the workload when `workload.kubeconfig` is unset.
-        `core`/`rbac` (CoreV1Api, RbacAuthorizationV1Api) are for tests; by default they are built on first use."""
+        `core`/`rbac`/`authz` (CoreV1Api, RbacAuthorizationV1Api, AuthorizationV1Api) and `inspect` (the pod
+        check) are for tests; by default they are built on first use."""
         self.config = config
         self.workload = config.workload
         self.user = user
         self.log = log or _stderr
         self.run_id = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
         self._core, self._rbac, self._api = core, rbac, None
+        self._authz: Any = authz
+        self.kube_user: str | None = None  # who the API server says the credential is (the preflight's review)
+        self.pod_check: PodCheck | None = None  # an existing pod's tools and echo listener (manage: false)
+        self.pod_status = ""  # what reading the existing pod(s) showed, in words
+        self.create_decisions: list[rights.Decision] | None = None  # may the credential create the probe pod?
+        self._inspect = inspect
         self._owned: list[_Owned] = []
         self._ready = False
         self._holding = False
@@ -185,6 +202,15 @@ class WorkloadManager:
             self._api = self._api_client()
             self._core, self._rbac = client.CoreV1Api(self._api), client.RbacAuthorizationV1Api(self._api)
         return self._core, self._rbac
+
+    def authz(self) -> Any:
+        """An AuthorizationV1Api as the workload's credential (SelfSubjectAccessReviews)."""
+        if self._authz is None:
+            from kubernetes import client
+
+            self._apis()
+            self._authz = client.AuthorizationV1Api(self._api)
+        return self._authz
 
     def _api_client(self) -> Any:
         from kubernetes import client
@@ -260,6 +286,7 @@ class WorkloadManager:
             return self.workload
         try:
             if self.workload.manage:
+                self._require_create_rights()  # before anything is made: a refusal halfway would leave debris
                 self._hold()  # before the first create: from here on, Ctrl-C and SIGTERM still clean up
                 self._ensure_managed()
             else:
@@ -277,8 +304,9 @@ class WorkloadManager:
     def _ensure_managed(self) -> None:
         w = self.workload
         self.log(f"setting up the workload in namespace {w.namespace!r} as {self.credential}")
-        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": _metadata(w.namespace, self.run_id)}
-        self._create_or_reuse("Namespace", w.namespace, ns)
+        if w.manage_namespace:
+            ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": _metadata(w.namespace, self.run_id)}
+            self._create_or_reuse("Namespace", w.namespace, ns)
         if w.grant:
             role, binding = grant_manifests(w, self.run_id)
             self._create_or_reuse("Role", GRANT_NAME, role)
@@ -287,6 +315,38 @@ class WorkloadManager:
             self._create_or_reuse("Pod", pod, pod_manifest(w, pod, self.run_id))
         for pod in w.pods:
             self._wait_ready(pod)
+
+    def create_rights(self) -> list[rights.Right]:
+        """What making the workload takes: the probe pod's rights, and the namespace's and grant's when managed."""
+        needed = list(rights.CREATE_POD_RIGHTS)
+        if self.workload.manage_namespace:  # a cluster-scoped create: asked only when the harness makes it
+            needed += [rights.Right("create", "namespaces"), rights.Right("delete", "namespaces")]
+        if self.workload.grant:
+            needed += [rights.Right("create", r, group=RBAC_GROUP) for r in ("roles", "rolebindings")]
+        return needed
+
+    def check_create_rights(self) -> list[rights.Decision]:
+        """SelfSubjectAccessReviews for `create_rights()` (cached): no object is read, nothing cluster-scoped."""
+        if self.create_decisions is None:
+            self.create_decisions = rights.check(self.authz(), self.workload.namespace, self.create_rights())
+        return self.create_decisions
+
+    def _require_create_rights(self) -> None:
+        lacking = rights.missing(self.check_create_rights())
+        if lacking:
+            raise WorkloadError(self.missing_rights_message(lacking))
+
+    def missing_rights_message(self, lacking: list[rights.Right]) -> str:
+        w = self.workload
+        who = self.kube_user or "<your user>"
+        listed = "\n".join(f"  {r}  (in namespace {w.namespace})" for r in lacking)
+        return (
+            f"{self.credential} may not create the probe pod {w.pods[0]!r} in namespace {w.namespace!r}; missing, "
+            f"verb by verb (SelfSubjectAccessReview):\n{listed}\n"
+            "Either run in an existing pod that has sh, cat and tar (and an echo listener for port-forward): "
+            "--pod NAME (CONFORMANCE_POD), or ask an administrator to apply the Role and RoleBinding printed by:\n"
+            f"  {rights.manifest_command(who, w.namespace, create_pod=True)}"
+        )
 
     def _create_or_reuse(self, kind: str, name: str, body: dict[str, Any]) -> None:
         """Create and own `name`; an existing one is used only with `reuse` (and then never deleted)."""
@@ -387,8 +447,9 @@ class WorkloadManager:
                 pod = self._read("Pod", name)
             except ApiException as exc:
                 if exc.status in (401, 403):
+                    self.pod_status = f"not readable as {self.credential} (HTTP {exc.status}): phase not checked"
                     self.log(f"cannot check {self._where('Pod', name)} as {self.credential} (HTTP {exc.status})")
-                    return
+                    break
                 raise
             except (OSError, urllib3.exceptions.HTTPError) as exc:  # a target that is down is the cells' result
                 self.log(f"cannot check {self._where('Pod', name)}: the cluster did not answer ({exc})")
@@ -396,14 +457,44 @@ class WorkloadManager:
             if pod is None:
                 raise ConfigError(
                     f"{self.config.path}: workload.pods: pod {name!r} not found in namespace {w.namespace!r} "
-                    "(workload.manage is false, so the harness does not create it: create it, or set "
-                    "workload.manage: true)"
+                    "(an existing pod was named, with --pod or workload.manage: false, so the harness does not "
+                    "create one: name a pod that exists, or let the harness create its own)"
                 )
             if pod.status.phase != "Running":
                 raise ConfigError(
                     f"{self.config.path}: workload.pods: pod {name!r} in namespace {w.namespace!r} is "
                     f"{pod.status.phase or 'Unknown'}, not Running"
                 )
+        self.pod_status = self.pod_status or f"Running in namespace {w.namespace!r}"
+        check = self.inspect_pod()
+        if check.tools_missing:
+            raise ConfigError(
+                f"pod {w.pods[0]!r} in namespace {w.namespace!r} lacks {', '.join(check.tools_missing)}: exec and "
+                f"cp cells need sh, cat and tar in container {w.container!r} ({check.tools_reason})"
+            )
+
+    def inspect_pod(self) -> PodCheck:
+        """The first pod's tools and echo listener (the cells use the first), checked once as the matrix user."""
+        if self.pod_check is None:
+            self.pod_check = self._inspect() if self._inspect is not None else self._inspect_live()
+        return self.pod_check
+
+    def _inspect_live(self) -> PodCheck:
+        import asyncio
+
+        from conformance.pod_check import inspect_pod
+        from conformance.transport.endpoint import Endpoint as TransportEndpoint
+
+        ep = self._endpoint()
+        endpoint = TransportEndpoint(
+            server=ep.server,
+            ca_file=ep.ca_file,
+            token=self.config.token(self.user),
+            proxy_url=ep.proxy_url,
+            insecure_skip_tls_verify=ep.insecure_skip_tls_verify,
+        )
+        w = self.workload
+        return asyncio.run(inspect_pod(endpoint, w.namespace, w.pods[0], w.container, w.port))
 
     # -- cleanup ----------------------------------------------------------------------------------------
 

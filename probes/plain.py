@@ -13,6 +13,7 @@ import httpx
 from cryptography import x509
 
 from conformance.classify import classify_status, classify_text
+from conformance.kubeconfig_credentials import tls_context
 from conformance.model import ErrorClass, Evidence, Observation
 from probes.common import ProbeContext
 
@@ -22,17 +23,11 @@ QUIET_MARGIN_S = 5.0  # held this much longer than the declared cut (measured: t
 
 def _client(ctx: ProbeContext, timeout_s: float) -> httpx.AsyncClient:
     ep = ctx.session.endpoint
-    verify: ssl.SSLContext | bool = (
-        False
-        if ep.insecure_skip_tls_verify
-        else (ssl.create_default_context(cafile=ep.ca_file) if ep.ca_file else ssl.create_default_context())
-    )
-    return httpx.AsyncClient(
-        verify=verify,
-        timeout=timeout_s,
-        proxy=ep.proxy_url,
-        headers={"Authorization": f"Bearer {ctx.session.token}", "User-Agent": ctx.session.user_agent},
-    )
+    verify = tls_context(ep.ca_file, ep.insecure_skip_tls_verify, ctx.session.credential)
+    headers = {"User-Agent": ctx.session.user_agent}
+    if ctx.session.token:  # a client-certificate user sends none
+        headers["Authorization"] = f"Bearer {ctx.session.token}"
+    return httpx.AsyncClient(verify=verify, timeout=timeout_s, proxy=ep.proxy_url, headers=headers)
 
 
 def _failed(evidence: Evidence, exc: Exception) -> Observation:

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 from conformance.cells import Cell
 from conformance.classify import API_SERVER, attribute, classify_status, classify_text, guard_held
 from conformance.config import HarnessConfig
+from conformance.kubeconfig_credentials import certificate_files
 from conformance.model import CellKey, ErrorClass, Evidence, Observation
 from conformance.redact import redact, redact_headers
 from probes.common import ProbeContext
@@ -42,7 +43,8 @@ class RawResponse:
 
 
 def _raw_request(
-    ctx: ProbeContext, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b""
+    ctx: ProbeContext, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"",
+    certificate: bool = True,
 ) -> RawResponse:
     ep = ctx.session.endpoint
     url = urlsplit(ep.server)
@@ -50,6 +52,11 @@ def _raw_request(
     tls = ssl.create_default_context(cafile=ep.ca_file) if ep.ca_file else ssl.create_default_context()
     if ep.insecure_skip_tls_verify:
         tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+    cred = ctx.session.credential
+    if certificate and cred is not None and cred.has_certificate:  # a client-certificate user's own requests
+        with certificate_files(cred) as files:
+            assert files is not None
+            tls.load_cert_chain(*files)
     tls.set_alpn_protocols(["http/1.1"])
     timeout = ctx.session.timeout_s
     if ep.proxy_url:
@@ -90,12 +97,15 @@ def _raw_request(
 
 
 async def _request(
-    ctx: ProbeContext, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b""
+    ctx: ProbeContext, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"",
+    certificate: bool = True,
 ) -> tuple[RawResponse | None, Evidence, Observation | None]:
+    """One raw request; `certificate`: present the user's client certificate, if it has one (not with a bad or
+    missing token, whose refusal must not be masked by the certificate)."""
     evidence = Evidence(protocol_requested=ctx.protocol)
     start = time.monotonic()
     try:
-        resp = await asyncio.to_thread(_raw_request, ctx, method, path, headers, body)
+        resp = await asyncio.to_thread(_raw_request, ctx, method, path, headers, body, certificate)
     except (OSError, ssl.SSLError) as exc:
         evidence.error = redact(f"{type(exc).__name__}: {exc}")
         cls = ErrorClass.TLS if isinstance(exc, ssl.SSLError) else classify_text(str(exc))
@@ -187,13 +197,15 @@ def _judge_identity_attempt(
     return _untested(cls, by, evidence, what, resp)
 
 
+def _auth(ctx: ProbeContext) -> list[tuple[str, str]]:
+    """The session's bearer token; none for a client-certificate user (its certificate goes in the TLS handshake)."""
+    return [("Authorization", f"Bearer {ctx.session.token}")] if ctx.session.token else []
+
+
 def impersonation_check(headers: list[tuple[str, str]], what: str) -> Callable[[ProbeContext], Awaitable[Observation]]:
     async def probe(ctx: ProbeContext) -> Observation:
         method, path, extra, body = _target(ctx, ctx.marker)
-        token = ctx.session.token
-        resp, evidence, failed = await _request(
-            ctx, method, path, [("Authorization", f"Bearer {token}"), *extra, *headers], body
-        )
+        resp, evidence, failed = await _request(ctx, method, path, [*_auth(ctx), *extra, *headers], body)
         if failed or resp is None:
             return failed or Observation(error_class=ErrorClass.HARNESS, evidence=evidence)
         expect = ctx.session.expect_user or ""
@@ -216,7 +228,7 @@ def credential_check(kind: str) -> Callable[[ProbeContext], Awaitable[Observatio
                     message=f"a {kind} token can only be minted for lab-oidc credentials",
                 )
             headers.insert(0, ("Authorization", f"Bearer {token}"))
-        resp, evidence, failed = await _request(ctx, method, path, headers, body)
+        resp, evidence, failed = await _request(ctx, method, path, headers, body, certificate=False)
         if failed or resp is None:
             return failed or Observation(error_class=ErrorClass.HARNESS, evidence=evidence)
         if resp.status in (101, 200, 201):
@@ -239,9 +251,7 @@ async def get_only_user_cannot_stream(ctx: ProbeContext) -> Observation:
     """The session's user here is the get-only user: an exec upgrade must be forbidden (403) by the API
     server's authorizer or by the proxy's own documented rule."""
     method, path, extra, _ = _target(ctx, ctx.marker)
-    resp, evidence, failed = await _request(
-        ctx, method, path, [("Authorization", f"Bearer {ctx.session.token}"), *extra]
-    )
+    resp, evidence, failed = await _request(ctx, method, path, [*_auth(ctx), *extra])
     if failed or resp is None:
         return failed or Observation(error_class=ErrorClass.HARNESS, evidence=evidence)
     if resp.status == 101:

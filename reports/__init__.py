@@ -1,5 +1,6 @@
 """Reports: one results model (conformance.model.Results) rendered as terminal text, Markdown, HTML,
-JUnit XML and JSON; diffed and merged. See docs/reports.md.
+JUnit XML and JSON; diffed and merged. The human formats answer first (reports/views.py: What works,
+Which kubectl, How fast), then show the gate and the grid. See docs/reports.md.
 
 What the pytest plugin calls:
     write_results(results, path)            the results document (validated, redacted, atomic)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from conformance.model import CellResult, Outcome, Results, RunMetadata
 from reports.evidence import key_evidence
 from reports.grid import SYMBOLS
-from reports.markdown import code
+from reports.markdown_text import code
 from reports.scrub import redacted_results, scrub_text
 from reports.text import one_line
 

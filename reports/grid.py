@@ -54,6 +54,14 @@ class Matrix:
         protocol, operation = column
         return [self._cells.get((target, path, protocol, operation, c)) for c in self.clients]
 
+    def cell(self, target: str, path: str, protocol: str, operation: str, client: str) -> CellResult | None:
+        return self._cells.get((target, path, protocol, operation, client))
+
+    def client_columns(self) -> list[tuple[str, str, str]]:
+        """(protocol, operation, client) in grid order, only the combinations some cell has."""
+        present = {(k[2], k[3], k[4]) for k in self._cells}
+        return [(p, o, c) for p, o in self.columns for c in self.clients if (p, o, c) in present]
+
     def protocols(self) -> list[tuple[str, list[str]]]:
         """Columns grouped by protocol: [(protocol, [operation, ...]), ...]."""
         groups: dict[str, list[str]] = {}

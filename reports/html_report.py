@@ -1,4 +1,6 @@
-"""The HTML report: one self-contained file, a colour-coded grid per target, filters, evidence on click.
+"""The HTML report: one self-contained file. Answer first (In short, What works, Which kubectl, How fast
+with charts, a heat map of every cell: reports/views_html.py, reports/svg.py), then the colour-coded
+grid per target with filters and evidence on click.
 
 No network: CSS and JS are inlined and a Content-Security-Policy allows nothing else (`default-src
 'none'`, the inline style and script pinned by their sha256), so even a mistake in escaping could not run
@@ -22,6 +24,7 @@ from reports.evidence import key_evidence
 from reports.grid import MEANINGS, SYMBOLS, Matrix, build_matrix, summary_line, unexpected
 from reports.scrub import redact_tree, redacted_document, scrub_text
 from reports.text import one_line, printable
+from reports.views_html import views_html
 
 LOOK_OPEN_UP_TO = 20  # a longer "needs a look" list starts folded, so the grid stays in view
 
@@ -57,6 +60,8 @@ def _page(doc: dict[str, Any], title: str) -> str:
         f"<title>{_text(title)}: {_text(verdict.split('|')[0])}</title>",
         f"<style>{css}</style></head><body>",
         _header(safe, title, verdict),
+        views_html(safe),
+        '<h2 class="grid-title">The full grid, with evidence</h2>',
         _filters(matrix, safe),
         _legend(matrix),
         _look(safe, position),

@@ -1,4 +1,6 @@
-"""The Markdown report: a matrix per target, a legend, and every cell that did not pass with its evidence.
+"""The Markdown report, answer first: what was tested and with which versions, the verdict, the views
+(What works, Which kubectl, How fast: reports/views_markdown.py), then the detail: a matrix per target,
+a legend, and every cell that did not pass with its evidence.
 
 Fit to commit as documentation (GitHub-flavoured Markdown). Untrusted text only ever appears inside code
 spans, so nothing in evidence can become a link, an image or HTML; table cells also escape `|`.
@@ -9,39 +11,51 @@ from __future__ import annotations
 from conformance.model import CellResult, Outcome, Results
 from reports.evidence import key_evidence
 from reports.grid import ABSENT, MEANINGS, SEVERITY, SYMBOLS, Matrix, build_matrix, by_severity, summary_line
+from reports.markdown_text import code
 from reports.scrub import redacted_results, scrub_text
 from reports.text import one_line
+from reports.views_markdown import views_markdown
 
 NON_PASS = tuple(o for o in SEVERITY if o is not Outcome.PASS)
 
 
-def render_markdown(results: Results, *, title: str = "Streaming conformance results") -> str:
+def render_markdown(results: Results, *, title: str | None = "Streaming conformance results") -> str:
+    """The report; `title=None` leaves out the H1, for a document that has its own (scripts/compatibility.py)."""
     safe = redacted_results(results)
     matrix = build_matrix(safe)
-    out = [f"# {one_line(title)}", "", *_meta(safe), "", f"**Summary:** {code(summary_line(safe))}", ""]
-    out += ["## Legend", "", "| symbol | outcome | meaning |", "|---|---|---|"]
+    out = [f"# {one_line(title)}", ""] if title else []
+    out += [*tested(safe), "", f"**Gate:** {code(summary_line(safe))}", ""]
+    out += views_markdown(safe, level=2)
+    out += ["## Detail", "", *_meta(safe), ""]
+    out += ["### Legend", "", "| symbol | outcome | meaning |", "|---|---|---|"]
     out += [f"| {code(s)} | {o.value} | {MEANINGS[o]} |" for o, s in SYMBOLS.items()]
     out += [f"| {code(ABSENT)} | | no such cell in this run |", ""]
     clients = ", ".join(code(c) for c in matrix.clients)
     out += [f"Each matrix cell holds one symbol per client, in this order: {clients}.", ""]
     for target in matrix.targets:
-        out += [f"## Target {code(target)}", "", *_matrix_table(matrix, target), ""]
+        out += [f"### Matrix of target {code(target)}", "", *_matrix_table(matrix, target), ""]
     out += _non_pass(safe)
     return scrub_text("\n".join(out).rstrip("\n") + "\n")
 
 
-def code(text: str, *, in_table: bool = False) -> str:
-    """`text` as an inline code span: fenced with more backticks than it contains, on one line."""
-    flat = one_line(text, 300)
-    longest = run = 0
-    for ch in flat:
-        run = run + 1 if ch == "`" else 0
-        longest = max(longest, run)
-    fence = "`" * (longest + 1)
-    pad = " " if flat.startswith("`") or flat.endswith("`") or not flat.strip() else ""
-    span = f"{fence}{pad}{flat}{pad}{fence}"
-    # GFM splits table cells on "|" before it parses code spans.
-    return span.replace("|", "\\|") if in_table else span
+def tested(results: Results) -> list[str]:
+    """What was tested, in two lines: the axes, and the versions (cluster, harness, every client's)."""
+    cells = results.cells
+    axes = [
+        ("targets", list(dict.fromkeys(c.key.target for c in cells))),
+        ("paths", list(dict.fromkeys(c.key.path for c in cells))),
+        ("clients", list(dict.fromkeys(c.key.client for c in cells))),
+    ]
+    what = f"**Tested:** {len(cells)} cells; " + "; ".join(
+        f"{len(values)} {name}: " + ", ".join(code(v) for v in values[:12]) + (" ..." if len(values) > 12 else "")
+        for name, values in axes
+    ) + "."
+    m = results.meta
+    versions = [("Kubernetes API server", m.cluster_version), ("harness", m.harness_version or None)]
+    clients = dict.fromkeys(f"{c.key.client} {c.client_version}" for c in cells if c.client_version)
+    parts = [f"{name} {code(v)}" for name, v in versions if v] + [code(c) for c in clients]
+    when = f" Run {code(m.started)}" + (f" on {code(m.runner)}" if m.runner else "") + "."
+    return [what, "", ("**Versions:** " + ", ".join(parts) + "." if parts else "**Versions:** not recorded.") + when]
 
 
 def _meta(results: Results) -> list[str]:
@@ -83,8 +97,8 @@ def _matrix_table(matrix: Matrix, target: str) -> list[str]:
 def _non_pass(results: Results) -> list[str]:
     cells = by_severity(results.cells, NON_PASS)
     if not cells:
-        return ["## Cells that did not pass", "", "None: every cell passed.", ""]
-    out = ["## Cells that did not pass", "", "Worst first: fail, error, unexpected-pass, expected-fail, skip.", ""]
+        return ["### Cells that did not pass", "", "None: every cell passed.", ""]
+    out = ["### Cells that did not pass", "", "Worst first: fail, error, unexpected-pass, expected-fail, skip.", ""]
     out += [_non_pass_item(c) for c in cells]
     return [*out, ""]
 

@@ -12,23 +12,26 @@ from reports.json_report import render_json
 from reports.junit import render_junit
 from reports.markdown import render_markdown
 from reports.output import write_text_atomic
-from reports.terminal import render_terminal
+from reports.terminal import render_grid, render_terminal
 
 Renderer = Callable[[Results], str]
 FORMATS: dict[str, Renderer] = {
     "terminal": render_terminal,
+    "grid": render_grid,
     "md": render_markdown,
     "html": render_html,
     "junit": render_junit,
     "json": render_json,
 }
-SUFFIXES = {"terminal": ".txt", "md": ".md", "html": ".html", "junit": ".xml", "json": ".json"}
+SUFFIXES = {"terminal": ".txt", "grid": ".txt", "md": ".md", "html": ".html", "junit": ".xml", "json": ".json"}
 
 
 def render(results: Results, fmt: str, *, color: bool = False) -> str:
-    """`results` as format `fmt` (one of FORMATS); `color` only matters for the terminal format."""
+    """`results` as format `fmt` (one of FORMATS); `color` only matters for the terminal formats."""
     if fmt == "terminal":
         return render_terminal(results, color=color)
+    if fmt == "grid":
+        return render_grid(results, color=color)
     try:
         renderer = FORMATS[fmt]
     except KeyError:

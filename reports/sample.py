@@ -2,7 +2,9 @@
 
 `make_results(n, seed)` is deterministic for a given (n, seed). The first cells (after a seeded shuffle
 of the grid) take one scenario each from `COVERAGE`, so any n >= len(COVERAGE) covers every outcome and
-every error class; the rest are mostly passes, as in a healthy run.
+every error class; the rest are mostly passes, as in a healthy run. `with_as_shipped(results)` adds
+kubectl-1.NN cells of protocol `as-shipped` (the Which-kubectl view's input), modelled on upstream's
+defaults and on what the lab's paths refuse.
 """
 
 from __future__ import annotations
@@ -255,4 +257,78 @@ def _cell(key: CellKey, outcome: Outcome, error_class: ErrorClass, rng: random.R
         evidence=evidence,
         message=messages[outcome],
         duration_s=timings.total_s or 0.0,
+    )
+
+
+# --- kubectl as shipped -------------------------------------------------------------------------------
+# kubectl-1.NN run without any environment forcing a protocol (key.protocol "as-shipped"), modelled on the
+# upstream defaults: exec, cp and attach speak WebSocket from 1.30, port-forward from 1.31, SPDY before.
+AS_SHIPPED_MINORS = (24, 29, 30, 31, 36)
+AS_SHIPPED_OPERATIONS = ("exec", "cp-upload", "cp-download", "attach", "port-forward", "logs-follow")
+_WEBSOCKET_FROM = {"port-forward": 31, "logs-follow": 99}  # logs -f is plain HTTP in every version
+# Where SPDY is refused, and how: (status line, error text, refused by, error class).
+_SPDY_REFUSED = {
+    "l7-lb-haproxy": ("HTTP/1.1 400 Bad Request", "Error from server (BadRequest): Upgrade request required",
+                      "api-server", ErrorClass.UPGRADE_REQUIRED),
+    "envoy-ingress": ("HTTP/1.1 403 Forbidden", "error: error upgrading connection: ", "path:envoy-ingress",
+                      ErrorClass.UPGRADE_REFUSED),
+}
+_OPENUNISON_SPDY = ("HTTP/1.1 500 Internal Server Error",
+                    "error: unable to upgrade connection: <!DOCTYPE html><html><head><title>OpenUnison - Error",
+                    "proxy:openunison", ErrorClass.UPGRADE_REFUSED)
+# The forward proxy in this sample drops WebSocket upgrades for 1.30's exec, so kubectl falls back to SPDY.
+_FALLBACK_AT = ("https-proxy-connect", 30)
+
+
+def with_as_shipped(results: Results, *, minors: tuple[int, ...] = AS_SHIPPED_MINORS) -> Results:
+    """`results` plus as-shipped kubectl cells for its first target and openunison (else its second target),
+    every sample path and operation."""
+    present = list(dict.fromkeys(c.key.target for c in results.cells))
+    targets = present[:1] + (["openunison"] if "openunison" in present[1:] else present[1:2])
+    extra = [
+        _as_shipped_cell(CellKey(target=t, path=p, protocol="as-shipped", operation=op, client=f"kubectl-1.{m}"))
+        for t in targets
+        for p in PATHS
+        for op in AS_SHIPPED_OPERATIONS
+        for m in minors
+    ]
+    return Results(meta=results.meta, cells=[*results.cells, *extra], schema_version=results.schema_version)
+
+
+def _as_shipped_cell(key: CellKey) -> CellResult:
+    minor = int(key.client.rsplit(".", 1)[1])
+    websocket = minor >= _WEBSOCKET_FROM.get(key.operation, 30)
+    fallback = websocket and (key.path, minor) == _FALLBACK_AT and key.operation != "port-forward"
+    spdy = not websocket or fallback
+    refused = None
+    if spdy and key.operation != "logs-follow":
+        # The path's hop answers first; behind a path that passes SPDY, OpenUnison refuses it.
+        refused = _SPDY_REFUSED.get(key.path) or (_OPENUNISON_SPDY if key.target == "openunison" else None)
+    negotiated = "spdy" if spdy else "websocket (v5.channel.k8s.io)"
+    if key.operation == "logs-follow":
+        negotiated = "http"
+    status, error, refused_by, error_class = refused or ("HTTP/1.1 101 Switching Protocols", None, None,
+                                                         ErrorClass.NONE)
+    outcome = Outcome.EXPECTED_FAIL if refused else Outcome.PASS
+    evidence = Evidence(
+        protocol_requested="websocket" if websocket else "spdy",
+        protocol_negotiated=None if refused else negotiated,
+        fallback="websocket->spdy" if fallback else None,
+        status_line="HTTP/1.1 200 OK" if key.operation == "logs-follow" else status,
+        error=error,
+        refused_by=refused_by,
+        exit_code=None if refused else 0,
+        timings=Timings(connect_s=0.002, upgrade_s=0.01, total_s=0.3),
+        identity_source="audit" if not refused else "none",
+    )
+    expectation = Expectation(outcome="fail", error_class=error_class.value) if refused else Expectation()
+    return CellResult(
+        key=key,
+        client_version=f"v1.{minor}.0",
+        outcome=outcome,
+        error_class=error_class,
+        expectation=expectation,
+        evidence=evidence,
+        message=f"{error_class.value} as declared" if refused else "worked",
+        duration_s=0.3,
     )

@@ -1,16 +1,22 @@
-"""The terminal report: a compact grid, a Cilium-style summary line, one line per unexpected cell.
+"""The terminal report: the answer-first views, then a Cilium-style summary line and one line per
+unexpected cell; the full grid (format `grid`) on request.
 
+The default report fits a 120-column terminal (reports/views_text.py); the grid of a real matrix is
+hundreds of columns wide, so it is printed by default only when it fits too, and otherwise named.
 ASCII symbols carry the meaning (legend printed above the grid); colour is only added when the caller
 says the stream is a TTY, so logs and CI output stay clean.
 """
 
 from __future__ import annotations
 
+import textwrap
+
 from conformance.model import CellResult, Outcome, Results
 from reports.evidence import key_evidence
 from reports.grid import ABSENT, SYMBOLS, Matrix, build_matrix, summary_line, unexpected
 from reports.scrub import redacted_results, scrub_text
 from reports.text import one_line, printable
+from reports.views_text import WIDTH, views_lines
 
 MAX_UNEXPECTED_LINES = 50  # past this the Markdown or HTML report is the better read
 _ANSI = {
@@ -25,17 +31,38 @@ _SYMBOL_OUTCOME = {s: o for o, s in SYMBOLS.items()}
 
 
 def render_terminal(results: Results, *, color: bool = False, max_unexpected: int = MAX_UNEXPECTED_LINES) -> str:
+    """The views (What works, Which kubectl, How fast), the grid if it fits WIDTH, then the gate summary."""
     safe = redacted_results(results)
     matrix = build_matrix(safe)
-    meta = safe.meta
+    grid = _grid(matrix, color=False)
+    fits = max((len(line) for line in grid), default=0) <= WIDTH
+    lines = [_title(safe), "", *views_lines(safe), ""]
+    if fits:
+        lines += ["FULL GRID", *_grid_head(matrix, color), "", *_grid(matrix, color)]
+    else:
+        lines.append(
+            f"The full grid ({len(safe.cells)} cells) is {max(len(line) for line in grid)} columns wide: "
+            "`conformance report RESULTS --format grid`."
+        )
+    lines += ["", _paint_summary(summary_line(safe), color), *_unexpected_lines(safe, color, max_unexpected)]
+    # Redact first, then wrap: a wrapped token would no longer match redaction's patterns.
+    return "".join(_fit(line) + "\n" for line in scrub_text("\n".join(lines)).split("\n"))
+
+
+def _fit(line: str) -> str:
+    """A line longer than WIDTH wrapped onto indented continuation lines (an unexpected cell's evidence)."""
+    if len(line) <= WIDTH:
+        return line
+    return "\n".join(textwrap.wrap(line, WIDTH, subsequent_indent=" " * 6, break_on_hyphens=False))
+
+
+def render_grid(results: Results, *, color: bool = False, max_unexpected: int = MAX_UNEXPECTED_LINES) -> str:
+    """The full grid however wide, with its legend, then the gate summary (format `grid`)."""
+    safe = redacted_results(results)
+    matrix = build_matrix(safe)
     lines = [
-        printable(
-            f"streaming conformance: {len(safe.cells)} cells, started {meta.started}"
-            + (f", runner {meta.runner}" if meta.runner else "")
-            + (f", cluster {meta.cluster_version}" if meta.cluster_version else "")
-        ),
-        "legend: " + "  ".join(f"{_paint(s, color)} {o.value}" for o, s in SYMBOLS.items()) + f"  {ABSENT} not run",
-        printable("each grid cell: one symbol per client, in order: " + " ".join(matrix.clients)),
+        _title(safe),
+        *_grid_head(matrix, color),
         "",
         *_grid(matrix, color),
         "",
@@ -43,6 +70,22 @@ def render_terminal(results: Results, *, color: bool = False, max_unexpected: in
         *_unexpected_lines(safe, color, max_unexpected),
     ]
     return scrub_text("\n".join(lines) + "\n")
+
+
+def _title(results: Results) -> str:
+    meta = results.meta
+    return printable(
+        f"streaming conformance: {len(results.cells)} cells, started {meta.started}"
+        + (f", runner {meta.runner}" if meta.runner else "")
+        + (f", cluster {meta.cluster_version}" if meta.cluster_version else "")
+    )
+
+
+def _grid_head(matrix: Matrix, color: bool) -> list[str]:
+    return [
+        "legend: " + "  ".join(f"{_paint(s, color)} {o.value}" for o, s in SYMBOLS.items()) + f"  {ABSENT} not run",
+        printable("each grid cell: one symbol per client, in order: " + " ".join(matrix.clients)),
+    ]
 
 
 def unexpected_lines(results: Results, *, color: bool = False, limit: int = MAX_UNEXPECTED_LINES) -> list[str]:

@@ -1,4 +1,6 @@
-"""Regenerate the matrix section of docs/compatibility.md from a results file.
+"""Regenerate the generated part of docs/compatibility.md from a results file: the versions, the
+answer-first views (In short, What works, Which kubectl, How fast), then the detail (the Markdown report
+without its title, under the document's own).
 
     pytest suites/ --target=all --results=artifacts/results.json
     python scripts/compatibility.py artifacts/results.json [--doc docs/compatibility.md]
@@ -9,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from reports import render
+from reports.markdown import render_markdown
 from reports.schema import load_results
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "compatibility.md"
@@ -27,7 +29,7 @@ def main(argv: list[str]) -> int:
     text = doc.read_text()
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
-    doc.write_text(f"{head}{START}\n{render(results, 'md')}\n{END}{tail}")
+    doc.write_text(f"{head}{START}\n{render_markdown(results, title=None)}\n{END}{tail}")
     print(f"updated {doc} from {argv[0]} ({len(results.cells)} cells)")
     return 0
 

@@ -47,3 +47,4 @@ command -v go >/dev/null || { echo "setup: Go 1.26+ is needed to build the lab (
 python3 -m pip install -q --disable-pip-version-check -e '.[test,lint,lab]'
 . scripts/vendor-env.sh
 conformance lab build
+scripts/build-actionlint.sh >/dev/null  # lints docs/ci/github-actions.yml in tests (pinned, cached by version)

@@ -13,6 +13,7 @@ from kubernetes.client.rest import ApiException
 
 from conformance.config import parse_config
 from conformance.errors import ConfigError
+from conformance.pod_check import PodCheck
 from conformance.workload import RUN_ANNOTATION, WorkloadManager, merge, pod_manifest
 
 CONFIG = Path("/etc/harness.yaml")
@@ -31,6 +32,9 @@ def _release_managers(monkeypatch: pytest.MonkeyPatch) -> Any:
     init = WorkloadManager.__init__
 
     def tracked(self: WorkloadManager, *args: Any, **kwargs: Any) -> None:
+        # Unless a test says otherwise: every right is granted, and an existing pod has its tools and echo.
+        kwargs.setdefault("authz", FakeAuthz())
+        kwargs.setdefault("inspect", lambda: FIT_POD)
         init(self, *args, **kwargs)
         made.append(self)
 
@@ -50,6 +54,25 @@ def config(**workload: Any) -> Any:
 def pod(phase: str, annotations: dict[str, str] | None = None) -> Any:
     meta = SimpleNamespace(name="probe-0", annotations=annotations, labels={}, uid="u1", deletion_timestamp=None)
     return SimpleNamespace(metadata=meta, status=SimpleNamespace(phase=phase, conditions=[]))
+
+
+FIT_POD = PodCheck(tools_missing=(), tools_reason="present", echo=True, echo_reason="port 8080 echoes")
+
+
+class FakeAuthz:
+    """AuthorizationV1Api.create_self_subject_access_review over a set of denied (verb, resource[/sub]) pairs;
+    records every review asked."""
+
+    def __init__(self, denied: set[tuple[str, str]] | None = None) -> None:
+        self.denied = denied or set()
+        self.asked: list[dict[str, Any]] = []
+
+    def create_self_subject_access_review(self, body: dict[str, Any], **_: Any) -> Any:
+        attrs = body["spec"]["resourceAttributes"]
+        self.asked.append(attrs)
+        resource = attrs["resource"] + (f"/{attrs['subresource']}" if attrs.get("subresource") else "")
+        allowed = (attrs["verb"], resource) not in self.denied
+        return SimpleNamespace(status=SimpleNamespace(allowed=allowed, reason="" if allowed else "no RBAC rule"))
 
 
 class FakeCore:
@@ -92,6 +115,7 @@ class FakeCore:
         ("pod_overrides", ["nodeName"], "workload.pod_overrides must be a dict"),
         ("pods", [], "workload.pods must be a non-empty list"),
         ("reuse", "yes", "workload.reuse must be a bool"),
+        ("manage_namespace", "no", "workload.manage_namespace must be a bool"),
     ],
 )
 def test_bad_workload_keys_name_file_and_key(key: str, value: Any, message: str) -> None:

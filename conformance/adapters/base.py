@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from conformance.config import Endpoint
+from conformance.kubeconfig_credentials import ClientCredential
 from conformance.model import ErrorClass, Evidence
 
 EXEC_PROTOCOLS = ("spdy", "ws-v5", "ws-v4", "ws-v1", "ws-base64", "ws-v4-base64")
@@ -22,10 +23,10 @@ PLAIN = "http"  # plain requests: logs, watch, whoami, tls
 
 @dataclass
 class Session:
-    """Where and as whom: one target through one path, with one user's token."""
+    """Where and as whom: one target through one path, with one user's token and/or client certificate."""
 
     endpoint: Endpoint
-    token: str
+    token: str  # "" for a client-certificate user
     namespace: str
     user_agent: str  # carries the cell's marker so the audit event can be found
     timeout_s: float
@@ -33,6 +34,8 @@ class Session:
     expect_user: str | None = None  # the user name the API server should see
     # Mints a deliberately bad token of a kind ("expired", ...) for this user, or None where it cannot.
     bad_token: Callable[[str], str | None] = lambda kind: None
+    # The whole credential (a client certificate, kubectl's user stanza); None: `token` is all there is.
+    credential: ClientCredential | None = None
 
 
 @dataclass

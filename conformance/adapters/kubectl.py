@@ -174,9 +174,12 @@ class KubectlAdapter:
                 name="cell",
                 server=s.endpoint.server,
                 ca_file=s.endpoint.ca_file or "",
-                token=s.token,
+                token=s.token or None,
                 namespace=s.namespace,
             )
+            if s.credential is not None and s.credential.kubectl_user is not None:
+                # A kubeconfig user: kubectl gets the user's own stanza (exec plugin, certificate), not our token.
+                config["users"][0]["user"] = dict(s.credential.kubectl_user)  # type: ignore[index]
             cluster = config["clusters"][0]["cluster"]  # type: ignore[index]
             if not s.endpoint.ca_file:
                 del cluster["certificate-authority"]

@@ -54,10 +54,15 @@ class NativeAdapter:
 
     @staticmethod
     def _endpoint(s: Session) -> Endpoint:
+        cred = s.credential
         return Endpoint(
             server=s.endpoint.server,
             ca_file=s.endpoint.ca_file,
-            token=s.token,
+            token=s.token or None,
+            client_cert_file=cred.cert_file if cred else None,
+            client_key_file=cred.key_file if cred else None,
+            client_cert_data=cred.cert_pem if cred else None,
+            client_key_data=cred.key_pem if cred else None,
             proxy_url=s.endpoint.proxy_url,
             insecure_skip_tls_verify=s.endpoint.insecure_skip_tls_verify,
             user_agent=s.user_agent,

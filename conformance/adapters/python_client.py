@@ -11,6 +11,7 @@ the cell: `_MarkedWebSocket` adds the calling thread's User-Agent to the handsha
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import io
 import tarfile
@@ -27,6 +28,7 @@ from websocket import WebSocketConnectionClosedException
 
 from conformance.adapters.base import OpResult, Session
 from conformance.classify import classify_text
+from conformance.kubeconfig_credentials import ClientCredential, certificate_files
 from conformance.model import ErrorClass, Evidence
 from conformance.redact import redact
 
@@ -52,7 +54,10 @@ STDIN_CHUNK = 32 * 1024
 def _api(s: Session) -> Any:
     conf = k8s.Configuration()
     conf.host = s.endpoint.server
-    conf.api_key = {"authorization": f"Bearer {s.token}"}
+    if s.token:
+        conf.api_key = {"authorization": f"Bearer {s.token}"}
+    if s.credential is not None and s.credential.cert_file and s.credential.key_file:
+        conf.cert_file, conf.key_file = s.credential.cert_file, s.credential.key_file
     conf.ssl_ca_cert = s.endpoint.ca_file
     conf.verify_ssl = not s.endpoint.insecure_skip_tls_verify
     if s.endpoint.proxy_url:
@@ -87,7 +92,11 @@ class PythonClientAdapter:
         evidence = Evidence(protocol_requested=PROTOCOL)
         start = time.monotonic()
         try:
-            result: OpResult = await asyncio.wait_for(asyncio.to_thread(fn, s, evidence, *args), s.timeout_s)
+            with certificate_files(s.credential or ClientCredential()) as files:
+                if files is not None and s.credential is not None:  # PEM data: files for this cell only
+                    s = dataclasses.replace(s, credential=dataclasses.replace(
+                        s.credential, cert_file=files[0], key_file=files[1]))
+                result: OpResult = await asyncio.wait_for(asyncio.to_thread(fn, s, evidence, *args), s.timeout_s)
         except TimeoutError:
             evidence.error = f"no result within {s.timeout_s:.0f}s"
             result = OpResult(ErrorClass.TIMEOUT, evidence, evidence.error)

@@ -5,10 +5,17 @@ Applied with the `kubernetes` client as the lab admin. Lab users' rights:
   bob                 get/list pods in `conformance`, nothing else
   mallory             nothing
   carol (outsiders)   alice's rights, by name: only the openunison stand-in's group rule stops her
+  dave (contractors)  alice's rights, by name (the `streaming` Role): a namespace-scoped user who may not create
+                      pods nor read namespaces, so the harness must use an existing pod (`--pod probe-0`)
+  dana (devs)         alice's rights, plus creating and deleting pods in `conformance` and reading namespaces:
+                      a user who brings her own probe pod (`pytest suites/ --kubeconfig=K`, tests/lab own-cluster);
+                      OIDC tokens, an exec plugin, or a client certificate (CN=dana, O=devs) signed by the lab CA
   sa-alice            a service account with alice's rights (the `streaming` Role), whose bound tokens the
                       jetstack-passthrough target passes through unchanged
-Proxies (kube-oidc-proxy's users, openunison's ServiceAccount) may impersonate and run Token/SubjectAccessReviews,
-nothing more. The openunison stand-in's namespace holds its ServiceAccount and the pod its token is bound to.
+Lab pods: probe-0 and probe-1 (the cells'), and probe-mute, whose port-forward reaches nothing (an existing pod
+without an echo listener). Proxies (kube-oidc-proxy's users, openunison's ServiceAccount) may impersonate and
+run Token/SubjectAccessReviews, nothing more. The openunison stand-in's namespace holds its ServiceAccount and
+the pod its token is bound to.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from conformance.lab import openunison
 from conformance.lab.topology import (
     CONTAINER_NAME,
     LAB_SERVICE_ACCOUNT,
+    MUTE_POD,
     NAMESPACE,
     NODE_NAME,
     POD_NAMES,
@@ -73,6 +81,7 @@ def _objects() -> list[dict[str, Any]]:
             "subjects": [
                 {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs"},
                 {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"},
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dave"},
             ],
         },
         {
@@ -100,6 +109,34 @@ def _objects() -> list[dict[str, Any]]:
             "metadata": {"name": "bob-pod-reader", "namespace": NAMESPACE},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "Role",
+            "metadata": {"name": "probe-pods", "namespace": NAMESPACE},
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete", "get", "list", "watch"]}
+            ],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "RoleBinding",
+            "metadata": {"name": "dana-probe-pods", "namespace": NAMESPACE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "probe-pods"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dana"}],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRole",
+            "metadata": {"name": "lab:namespace-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}],
+        },
+        {
+            "apiVersion": rbac,
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "lab:dana-namespace-reader"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "lab:namespace-reader"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dana"}],
         },
         {
             "apiVersion": rbac,
@@ -164,16 +201,22 @@ def _objects() -> list[dict[str, Any]]:
                 "annotations": {"kwok.x-k8s.io/node": "fake"},
                 "labels": {"kubernetes.io/hostname": NODE_NAME, "type": "kwok"},
             },
-            "spec": {"taints": [{"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}]},
+            # No taint: it is the lab's only node, so a user's own probe pod (the --kubeconfig simple case, which
+            # knows nothing of kwok) is scheduled on it as on any cluster.
+            "spec": {},
         },
     ]
     objects += _openunison_objects()
-    for name in POD_NAMES:
+    for name in (*POD_NAMES, MUTE_POD):
         objects.append(
             {
                 "apiVersion": "v1",
                 "kind": "Pod",
-                "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app": "conformance-probe"}},
+                "metadata": {
+                    "name": name,
+                    "namespace": NAMESPACE,
+                    "labels": {"app": "conformance-probe" if name != MUTE_POD else "conformance-probe-mute"},
+                },
                 "spec": {
                     "nodeName": NODE_NAME,
                     "automountServiceAccountToken": False,

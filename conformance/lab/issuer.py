@@ -75,8 +75,11 @@ __all__ = [
 
 # Lab users and their groups. mallory has none: she authenticates but should be authorised for nothing.
 # carol (outsiders) has alice's RBAC rights by name; the openunison stand-in's group rule refuses her.
+# dave (contractors) is the namespace-scoped user of somebody's cluster: streaming rights in `conformance` by
+# name, but he may neither create pods nor read namespaces (the harness must not need either).
 LAB_USERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"alice": ("devs",), "bob": ("viewers",), "mallory": (), "carol": ("outsiders",)}
+    {"alice": ("devs",), "bob": ("viewers",), "mallory": (), "carol": ("outsiders",), "dave": ("contractors",),
+     "dana": ("devs",)}
 )
 LAB_AUDIENCE = "conformance-lab"  # the client id kube-apiserver and the proxies are configured with
 LAB_EMAIL_DOMAIN = "lab.example"  # RFC 2606: never a real mailbox

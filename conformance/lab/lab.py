@@ -635,11 +635,7 @@ def kubeconfig(target: str, user: str, output: Path | None = None, path: str = N
     """A 0600 kubeconfig for `user` reaching `target` through `path`: the server URL of that path, the CA it
     presents (alb-ca for alb) and, for the HTTPS forward proxy, `proxy-url`."""
     layout = current_layout()
-    if path != NO_PATH:
-        network_paths.spec(path)
-        if path not in (load_state() or {}).get("paths", ()):
-            raise LabError(f"path {path!r} is not running in this lab: `conformance lab up --paths {path}` starts it")
-    ep = network_paths.endpoint(layout, target, path)
+    ep = _path_endpoint(layout, target, path)
     via = "" if path == NO_PATH else f"-via-{path}"
     name = f"lab-{target}{via}-{user}"
     config = kubeconfig_dict(
@@ -653,4 +649,79 @@ def kubeconfig(target: str, user: str, output: Path | None = None, path: str = N
         clusters: Any = config["clusters"]
         clusters[0]["cluster"]["proxy-url"] = ep["proxy_url"]
     out = output or layout.state / "kubeconfigs" / f"{target}{via}-{user}.kubeconfig"
+    return write_kubeconfig(out, config)
+
+
+def _path_endpoint(layout: Layout, target: str, path: str) -> dict[str, str]:
+    if path != NO_PATH:
+        network_paths.spec(path)
+        if path not in (load_state() or {}).get("paths", ()):
+            raise LabError(f"path {path!r} is not running in this lab: `conformance lab up --paths {path}` starts it")
+    return network_paths.endpoint(layout, target, path)
+
+
+CREDENTIALS = ("token", "exec", "client-cert")
+EXEC_PLUGIN = Path(__file__).with_name("exec_plugin.py")
+EXEC_LIFETIME_S = 20  # short, so a run must refresh it
+
+
+def own_cluster_kubeconfig(
+    routes: Sequence[tuple[str, str]],
+    user: str,
+    credential: str = "token",
+    output: Path | None = None,
+    *,
+    exec_lifetime_s: int = EXEC_LIFETIME_S,
+    exec_log: Path | None = None,
+) -> Path:
+    """The lab as somebody's own cluster: one 0600 kubeconfig with a context per (target, path) route, all as
+    `user` with one credential of the kind a platform team hands out (docs/lab.md):
+    - token: an OIDC token from the lab issuer, embedded (12 h);
+    - exec: an exec plugin stanza (conformance/lab/exec_plugin.py) that mints a token of `exec_lifetime_s`
+      seconds each time it runs, so a run must refresh it; `exec_log` counts its runs;
+    - client-cert: a client certificate (CN=user, O=the user's groups) signed by the lab CA, by file path;
+      straight to the API server only (a certificate proves nothing to kube-oidc-proxy or OpenUnison).
+    The current context is the first route's."""
+    if credential not in CREDENTIALS:
+        raise LabError(f"credential {credential!r}: choose one of {', '.join(CREDENTIALS)}")
+    if user not in LAB_USERS:
+        raise LabError(f"unknown lab user {user!r}: choose one of {', '.join(LAB_USERS)}")
+    if not routes:
+        raise LabError("no target given")
+    layout = current_layout()
+    user_name = f"lab-{user}-{credential}"
+    clusters: list[dict[str, Any]] = []
+    contexts: list[dict[str, Any]] = []
+    for target, path in routes:
+        if credential == "client-cert" and target != "direct":
+            raise LabError(f"a client certificate only reaches the API server straight (target direct), not {target}")
+        ep = _path_endpoint(layout, target, path)
+        name = target if path == NO_PATH else f"{target}-via-{path}"
+        cluster: dict[str, Any] = {"server": ep["server"], "certificate-authority": ep["ca_file"]}
+        if "proxy_url" in ep:
+            cluster["proxy-url"] = ep["proxy_url"]
+        clusters.append({"name": f"lab-{name}", "cluster": cluster})
+        contexts.append({"name": name, "context": {"cluster": f"lab-{name}", "user": user_name,
+                                                   "namespace": NAMESPACE}})
+    stanza: dict[str, Any]
+    if credential == "token":
+        stanza = {"token": token(user, lifetime_s=KUBECONFIG_TOKEN_LIFETIME_S)}
+    elif credential == "client-cert":
+        from conformance.lab.pki import ClientIdentity
+
+        identity = ClientIdentity(common_name=user, organizations=tuple(LAB_USERS[user]))
+        pair = layout.pki.make_client_cert(f"user-{user}", identity)
+        stanza = {"client-certificate": str(pair.cert), "client-key": str(pair.key)}
+    else:
+        args = [str(EXEC_PLUGIN), "--signing-key", str(layout.pki.oidc_signing_key), "--issuer", layout.issuer_url,
+                "--user", user, "--groups", ",".join(LAB_USERS[user]), "--audience", topology.OIDC_AUDIENCE,
+                "--lifetime", str(exec_lifetime_s)]
+        if exec_log is not None:
+            args += ["--log", str(exec_log)]
+        stanza = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable, "args": args,
+                           "interactiveMode": "Never", "provideClusterInfo": False}}
+    config: dict[str, object] = {"apiVersion": "v1", "kind": "Config", "clusters": clusters, "contexts": contexts,
+              "users": [{"name": user_name, "user": stanza}], "current-context": contexts[0]["name"]}
+    first = "-".join(c["name"] for c in contexts)
+    out = output or layout.state / "kubeconfigs" / f"own-{first}-{user}-{credential}.kubeconfig"
     return write_kubeconfig(out, config)

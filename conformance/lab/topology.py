@@ -93,6 +93,10 @@ OIDC_PROXIES: tuple[OidcProxy, ...] = (
 NAMESPACE = "conformance"
 NODE_NAME = "kwok-node-0"
 POD_NAMES = ("probe-0", "probe-1")
+# A lab pod whose port-forward reaches nothing (kwok dials the discard port, where nothing listens): an
+# existing pod without an echo listener, whose port-forward cells the harness skips (docs/preflight.md).
+MUTE_POD = "probe-mute"
+CLOSED_PORT = 9
 CONTAINER_NAME = "main"
 POD_PORT = 8080
 # The sandbox user that kwok runs exec'd commands as (nobody), so a probe cannot touch the host as root.
@@ -230,6 +234,12 @@ def write_config_files(layout: Layout, kwok_stages: list[Path]) -> None:
         },
         {
             "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "PortForward",  # a pod's own rule wins over the cluster-wide one
+            "metadata": {"name": MUTE_POD, "namespace": NAMESPACE},
+            "spec": {"forwards": [{"target": {"address": LOOPBACK, "port": CLOSED_PORT}}]},
+        },
+        {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
             "kind": "ClusterAttach",
             "metadata": {"name": "lab-attach"},
             "spec": {"attaches": [{"logsFile": str(layout.pod_log)}]},
@@ -323,6 +333,9 @@ def apiserver_argv(layout: Layout) -> list[str]:
         f"--service-account-signing-key-file={pki.sa_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--authorization-mode=Node,RBAC",
+        # The node-lifecycle controller is off (one fake node), so nothing would lift the not-ready taint this
+        # plugin puts on a new node: a user's own probe pod (no kwok toleration) could never be scheduled.
+        "--disable-admission-plugins=TaintNodesByCondition",
         f"--authentication-config={cfg / 'authentication.yaml'}",
         f"--audit-policy-file={cfg / 'audit-policy.yaml'}",
         f"--audit-log-path={layout.audit_log}",

@@ -3,15 +3,12 @@
 ``Endpoint.from_kubeconfig(path, context)`` reads the subset of kubeconfig the harness needs (with
 PyYAML): ``server``, ``certificate-authority(-data)``, ``insecure-skip-tls-verify``,
 ``tls-server-name``, ``proxy-url``; ``token``, ``tokenFile``, ``client-certificate(-data)``,
-``client-key(-data)``; and the context's namespace. Every token is registered with
-``conformance.redact`` the moment it is read. Exec plugins and auth providers are refused with a
-``ConfigError`` naming the file: a probe must not run someone's helper binary by surprise.
+``client-key(-data)``, exec plugins and the oidc auth-provider (conformance.kubeconfig_credentials); and the
+context's namespace. Every token is registered with ``conformance.redact`` the moment it is read.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import ssl
 import tempfile
@@ -19,11 +16,13 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from conformance.errors import ConfigError
+from conformance.kubeconfig_fields import b64 as _b64
+from conformance.kubeconfig_fields import named as _named
+from conformance.kubeconfig_fields import resolve as _resolve
 from conformance.redact import register_secret
 
 # HTTP/2 cannot carry an upgrade (PROTOCOLS.md 2), so we only ever offer http/1.1.
@@ -162,28 +161,20 @@ class Endpoint:
             raise ConfigError(f"{where}: no context given and no current-context")
         ctx = _named(doc, "contexts", "context", name, where)
         cluster = _named(doc, "clusters", "cluster", ctx.get("cluster"), where)
-        user = _named(doc, "users", "user", ctx.get("user"), where) if ctx.get("user") else {}
         base = source.parent
-        for unsupported in ("exec", "auth-provider"):
-            if unsupported in user:
-                raise ConfigError(f"{where}: user {ctx.get('user')!r} uses {unsupported!r}, which the harness "
-                                  "does not run; use a token, tokenFile or client certificate")
-        token = user.get("token")
-        if not token and user.get("tokenFile"):
-            token_path = _resolve(base, user["tokenFile"]) or ""
-            try:
-                token = Path(token_path).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"{where}: tokenFile: {exc}") from exc
+        # Every credential kind (token, tokenFile, certificate, exec plugin, oidc auth-provider), resolved now.
+        from conformance.kubeconfig_credentials import kubeconfig_user
+
+        cred = kubeconfig_user(source, str(name)).resolve() if ctx.get("user") else None
         return cls(
             server=str(cluster.get("server") or ""),
             ca_file=_resolve(base, cluster.get("certificate-authority")),
             ca_data=_b64(cluster.get("certificate-authority-data"), where, "certificate-authority-data"),
-            client_cert_file=_resolve(base, user.get("client-certificate")),
-            client_key_file=_resolve(base, user.get("client-key")),
-            client_cert_data=_b64(user.get("client-certificate-data"), where, "client-certificate-data"),
-            client_key_data=_b64(user.get("client-key-data"), where, "client-key-data"),
-            token=str(token) if token else None,
+            client_cert_file=cred.cert_file if cred else None,
+            client_key_file=cred.key_file if cred else None,
+            client_cert_data=cred.cert_pem if cred else None,
+            client_key_data=cred.key_pem if cred else None,
+            token=cred.token if cred else None,
             proxy_url=cluster.get("proxy-url"),
             insecure_skip_tls_verify=bool(cluster.get("insecure-skip-tls-verify", False)),
             tls_server_name=cluster.get("tls-server-name"),
@@ -194,29 +185,3 @@ class Endpoint:
 # Endpoints are frozen and hashable; a bounded cache keyed by value keeps one context per endpoint.
 MAX_CACHED_SSL_CONTEXTS = 64
 _SSL_CONTEXTS: dict[Endpoint, ssl.SSLContext] = {}
-
-
-def _named(doc: dict[str, Any], key: str, inner: str, name: object, where: str) -> dict[str, Any]:
-    for item in doc.get(key) or []:
-        if isinstance(item, dict) and item.get("name") == name:
-            value = item.get(inner) or {}
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: {key} entry {name!r} has no {inner} mapping")
-            return value
-    raise ConfigError(f"{where}: no {key[:-1]} named {name!r}")
-
-
-def _resolve(base: Path, value: object) -> str | None:
-    if not value:
-        return None
-    path = Path(str(value)).expanduser()
-    return str(path if path.is_absolute() else base / path)
-
-
-def _b64(value: object, where: str, key: str) -> bytes | None:
-    if not value:
-        return None
-    try:
-        return base64.b64decode(str(value), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ConfigError(f"{where}: {key} is not base64: {exc}") from exc

@@ -183,3 +183,26 @@ def test_accepted_without_this_requests_audit_event_is_unverified() -> None:
     assert verdict(None).error_class is ErrorClass.IDENTITY_UNVERIFIED
     ssr = Identity(user="alice", groups=["devs", "system:authenticated"], source="selfsubjectreview")
     assert verdict(ssr).error_class is ErrorClass.IDENTITY_UNVERIFIED
+
+
+@pytest.mark.parametrize("op", ["impersonate-group", "impersonate-uid", "impersonate-extra"])
+def test_the_cluster_profile_absorbs_only_the_api_servers_own_400(op: str) -> None:
+    """`--kubeconfig` runs default to the `cluster` profile: what every API server does, nothing more."""
+    exp = _cluster(op)
+    assert judge(exp, obs(ErrorClass.HOP_REFUSED, 400, API_SERVER))[0] is Outcome.EXPECTED_FAIL
+    for other in (obs(ErrorClass.HOP_REFUSED, 400, "path:alb"), obs(ErrorClass.HOP_REFUSED, 502, API_SERVER),
+                  obs(ErrorClass.ELEVATED), obs(ErrorClass.IDENTITY_UNVERIFIED)):
+        assert judge(exp, other)[0] is Outcome.FAIL
+    assert judge(exp, obs(ErrorClass.NONE))[0] is Outcome.UNEXPECTED_PASS
+
+
+def test_the_cluster_profile_lets_front_proxy_headers_say_unverified_never_elevated() -> None:
+    exp = _cluster("front-proxy-headers")
+    assert judge(exp, obs(ErrorClass.IDENTITY_UNVERIFIED))[0] is Outcome.EXPECTED_FAIL
+    assert judge(exp, obs(ErrorClass.ELEVATED))[0] is Outcome.FAIL
+    assert _cluster("exec", "spdy", "native").outcome == "pass"
+
+
+def _cluster(op: str, protocol: str = "http", client: str = "raw") -> Expectation:
+    key = CellKey(target="cluster", path="none", protocol=protocol, operation=op, client=client)
+    return Expectations.load("cluster").for_cell(key)

@@ -139,7 +139,10 @@ def verify(token: str, jwks: jwt.PyJWKSet, issuer_url: str) -> dict[str, Any]:
 
 
 def test_lab_users_and_their_groups() -> None:
-    assert dict(LAB_USERS) == {"alice": ("devs",), "bob": ("viewers",), "mallory": (), "carol": ("outsiders",)}
+    assert dict(LAB_USERS) == {
+        "alice": ("devs",), "bob": ("viewers",), "mallory": (), "carol": ("outsiders",), "dave": ("contractors",),
+        "dana": ("devs",),
+    }
 
 
 def test_valid_token_claims(pki: Pki) -> None:

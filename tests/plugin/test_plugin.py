@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -177,18 +178,21 @@ def test_declared_failure_that_works_is_an_unexpected_pass(suite: pytest.Pyteste
 @pytest.mark.lab
 def test_xdist_workers_results_merge_into_one_file(suite: pytest.Pytester, running_lab: object) -> None:
     results = suite.path / "results.json"
-    result = suite.runpytest_subprocess(
-        "test_matrix.py",
-        "-n",
-        "2",
+    selection = (
         "--target=direct,jetstack",
         "--path=none",
         "--op=exec,whoami",
         "--client=native",
         "--protocol=spdy,ws-v5,http",
-        f"--results={results}",
     )
+    result = suite.runpytest_subprocess("test_matrix.py", "-n", "2", *selection, f"--results={results}", "-v")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-2000:]
+    # Each worker got one whole group, dealt round-robin in collection order (so it could prefetch it).
+    ran_on: dict[str, set[str]] = {}
+    for m in re.finditer(r"\[(gw\d+)\][^\n]*PASSED \S*test_cell\[([^\]]+)\]", result.stdout.str()):
+        ran_on.setdefault(m.group(1), set()).add(m.group(2))
+    order = [c.id for c in _collected_cells(suite, *selection)]
+    assert sorted(ran_on.values(), key=sorted) == sorted([set(order[0::2]), set(order[1::2])], key=sorted)
     doc = json.loads(results.read_text())
     ids = sorted(f"{c['key']['target']}-{c['key']['operation']}-{c['key']['protocol']}" for c in doc["cells"])
     assert ids == sorted(
@@ -222,11 +226,20 @@ def test_a_target_that_is_down_gives_connect_refused_within_the_probe_timeout(
         "--protocol=spdy,http",
         "--probe-timeout=5",
         f"--results={results}",
+        "--no-preflight",  # the cells themselves must say it: the preflight would stop the run first (below)
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     doc = json.loads(results.read_text())
     assert {c["error_class"] for c in doc["cells"]} == {"connect-refused"}
     assert all(c["duration_s"] < 10 for c in doc["cells"])
+    # With the preflight: one line says so and the run stops before the matrix, with the usage-error code.
+    stopped = suite.runpytest_subprocess(
+        "test_matrix.py", f"--config={path}", "--target=direct", "--path=none", "--op=exec,whoami",
+        "--client=native", "--protocol=spdy,http",
+    )
+    assert stopped.ret == pytest.ExitCode.USAGE_ERROR
+    assert "no tests ran" in stopped.stdout.str()
+    stopped.stderr.fnmatch_lines(["*preflight: nothing could work*", "*no endpoint answers*direct*connect-refused*"])
 
 
 @pytest.mark.lab
@@ -312,3 +325,14 @@ def test_without_a_declared_identity_the_run_learns_it_once_and_records_it(
     assert doc["meta"]["expected_identity"]["user"] == "alice"
     assert doc["meta"]["expected_identity"]["groups"] == ["devs", "system:authenticated"]
     assert {c["evidence"]["identity_source"] for c in doc["cells"]} == {"selfsubjectreview"}
+
+
+class _Id:
+    def __init__(self, id: str) -> None:
+        self.id = id
+
+
+def _collected_cells(suite: pytest.Pytester, *selection: str) -> list[_Id]:
+    """The cells of a selection in collection order, as `pytest --collect-only -q` lists them."""
+    listing = suite.runpytest_subprocess("test_matrix.py", "--collect-only", "-q", *selection).stdout.lines
+    return [_Id(line[line.index("[") + 1 : -1]) for line in listing if "::test_cell[" in line]

@@ -1,5 +1,6 @@
-"""The HTML report in a real headless Chromium: the grid renders, filters hide exactly what they should,
-clicking a cell shows its evidence, and hostile evidence stays text. Saves artifacts/report-html.png.
+"""The HTML report in a real headless Chromium: the answer-first views come first, the heat map has a
+square per cell, the grid renders, filters hide exactly what they should, clicking a cell shows its
+evidence, and hostile evidence stays text. Saves artifacts/report-html.png and report-html-views.png.
 
 Needs Debian's chromium (scripts/setup.sh installs it) and Playwright for Python (the `test` extra); the
 browser is Debian's, never a Playwright download. Missing either is a failure, not a skip: CI must not
@@ -17,7 +18,8 @@ import pytest
 
 from conformance.model import ErrorClass, Outcome, Results
 from reports.html_report import render_html
-from reports.sample import make_results
+from reports.sample import make_results, with_as_shipped
+from reports.views import what_works
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -47,7 +49,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def results() -> Results:
-    run = make_results(400, seed=3)
+    run = with_as_shipped(make_results(400, seed=3))
     hostile = next(c for c in run.cells if c.outcome is Outcome.FAIL)
     hostile.evidence.error = f"proxy said {HOSTILE}"
     hostile.evidence.response_headers = {"X-Injected": HOSTILE}
@@ -82,6 +84,36 @@ def _visible_ids(page: Any) -> set[str]:
 def _toggle(page: Any, legend: str, label: str) -> None:
     page.locator("#filters fieldset", has=page.locator(f"legend:text-is('{legend}')")).get_by_label(
         label, exact=True).click()
+
+
+def test_the_views_come_first_then_the_heat_map_then_the_grid(page: Any, results: Results) -> None:
+    order = ["#in-short", "#what-works", "#which-kubectl", "#how-fast", "#heat", "#filters", "#grid"]
+    tops = [page.locator(sel).bounding_box()["y"] for sel in order]
+    assert tops == sorted(tops)
+    for sel in order[:5]:
+        assert page.locator(sel).is_visible(), sel
+    targets = list(dict.fromkeys(r.target for r in what_works(results)))
+    assert page.locator("#what-works h3").all_inner_texts() == targets
+    assert page.locator("#what-works table.view").count() == len(targets)
+    kubectl = page.locator("#which-kubectl").inner_text()
+    assert "1.30+" in kubectl and "1.29 and older (SPDY): 400 Upgrade request required" in kubectl
+    assert page.locator("#how-fast svg.chart").count() == 2
+    assert page.locator("#how-fast svg.chart rect.bar").count() > 0
+
+
+def test_the_heat_map_has_a_square_with_a_tooltip_per_cell(page: Any, results: Results) -> None:
+    squares = page.locator("#heat svg rect.cell")
+    assert squares.count() == len(results.cells)
+    tips: list[str] = page.evaluate(
+        "Array.from(document.querySelectorAll('#heat svg rect.cell')).map(r => r.querySelector('title').textContent)"
+    )
+    assert {t.split(": ")[0] for t in tips} == {c.id for c in results.cells}
+    failing = next(c for c in results.cells if c.outcome is Outcome.FAIL)
+    assert f"{failing.id}: fail ({failing.error_class.value})" in tips
+    box = page.locator("#heat svg").bounding_box()
+    assert box["width"] > 200 and box["height"] > 100  # drawn, not collapsed
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#views").screenshot(path=str(ARTIFACTS / "report-html-views.png"))
 
 
 def test_grid_renders_every_cell(page: Any, results: Results) -> None:

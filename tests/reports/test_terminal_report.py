@@ -5,12 +5,12 @@ from __future__ import annotations
 from conformance.model import ErrorClass, Outcome, Results
 from reports.grid import summary_line
 from reports.sample import make_results
-from reports.terminal import render_terminal, unexpected_lines
+from reports.terminal import render_grid, render_terminal, unexpected_lines
 from tests.reports.builders import CellFactory, build_results
 
 
 def test_grid_rows_are_target_path_and_columns_protocol_by_operation(small_results: Results) -> None:
-    lines = render_terminal(small_results).splitlines()
+    lines = render_grid(small_results).splitlines()
     grid = lines[lines.index("") + 1 : lines.index("", lines.index("") + 1)]
     assert grid == [
         "                 websocket    spdy",
