@@ -4,8 +4,8 @@ clock), interactiveMode, a hanging plugin, garbage output, and redaction of what
 from __future__ import annotations
 
 import json
-import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -104,11 +104,15 @@ def test_a_hanging_plugin_is_killed_with_its_children(tmp_path: Path) -> None:
     with pytest.raises(ExecPluginError, match=r"no credential within 5s.*waiting for the browser login"):
         p.credential()
     pid = int(child_pid.read_text())
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    alive = Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    # SIGKILL went to the plugin's process group; on a loaded machine the child's exit shows a moment later.
+    for _ in range(50):
+        try:
+            alive = "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except OSError:
+            alive = False
+        if not alive:
+            break
+        time.sleep(0.1)
     assert not alive, "the plugin's child outlived the timeout"
 
 
