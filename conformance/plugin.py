@@ -216,7 +216,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_ResultCollector(settings), "conformance-results")
 
 
-
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     from conformance.xdist_groups import tell_worker
