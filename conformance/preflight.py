@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from conformance import rights
+from conformance.kubeconfig_credentials import ClientCredential, certificate_files, tls_context
 from conformance.redact import redact
 
 if TYPE_CHECKING:
@@ -183,17 +184,18 @@ async def check_endpoint(subject: str, endpoint: Endpoint) -> Check:
     return Check("endpoint", subject, status, f"TCP+TLS {ms:.0f} ms, {version}, {ca}{via}")
 
 
-async def check_identity(endpoint: Endpoint, token: str) -> tuple[Check, str | None]:
+async def check_identity(endpoint: Endpoint, cred: ClientCredential) -> tuple[Check, str | None]:
     from conformance.identity import self_subject_review
 
     try:
         seen = await self_subject_review(
             endpoint.server,
-            token,
+            cred.token or "",  # none: a client-certificate user
             ca_file=endpoint.ca_file,
             proxy_url=endpoint.proxy_url,
             insecure=endpoint.insecure_skip_tls_verify,
             timeout_s=REVIEW_TIMEOUT_S,
+            tls=tls_context(endpoint.ca_file, endpoint.insecure_skip_tls_verify, cred),
         )
     except Exception as exc:
         status = getattr(getattr(exc, "response", None), "status_code", None)
@@ -293,8 +295,8 @@ def gather(
     ]  # only other paths were selected; then it is tried all the same
     advice: list[str] = []
     if reachable:
-        token = config.token(user)
-        identity, kube_user = asyncio.run(check_identity(reachable[0], token))
+        cred = config.credential(user)
+        identity, kube_user = asyncio.run(check_identity(reachable[0], cred))
         checks.append(identity)
         manager.kube_user = kube_user
         if config.workload.manage and config.workload.grant:
@@ -303,8 +305,9 @@ def gather(
             checks.append(Check("rights", "workload.grant", Status.OK,
                                 "the harness grants the streaming rights in the namespace it creates"))
         else:
-            authz = user_authz(reachable[0], token)
-            decisions = rights.check(authz, config.workload.namespace, rights.needed(operations))
+            with certificate_files(cred) as cert:
+                authz = user_authz(reachable[0], cred.token, cert)
+                decisions = rights.check(authz, config.workload.namespace, rights.needed(operations))
             checks += rights_checks(decisions, operations)
         workload, advice = workload_checks(manager)
         checks += workload
@@ -325,8 +328,9 @@ def gather(
     return decide(checks, operations, advice)
 
 
-def user_authz(endpoint: Endpoint, token: str) -> Any:
-    """An AuthorizationV1Api as the matrix user, straight to the target (SelfSubjectAccessReviews)."""
+def user_authz(endpoint: Endpoint, token: str | None, cert: tuple[str, str] | None = None) -> Any:
+    """An AuthorizationV1Api as the matrix user, straight to the target (SelfSubjectAccessReviews): a bearer
+    token, a client certificate (files, valid while the caller's `certificate_files` block lasts), or both."""
     from kubernetes import client
 
     cfg = client.Configuration()
@@ -335,6 +339,9 @@ def user_authz(endpoint: Endpoint, token: str) -> Any:
     cfg.verify_ssl = not endpoint.insecure_skip_tls_verify
     cfg.proxy = endpoint.proxy_url
     cfg.retries = 1
-    cfg.api_key = {"authorization": token}
-    cfg.api_key_prefix = {"authorization": "Bearer"}
+    if token:
+        cfg.api_key = {"authorization": token}
+        cfg.api_key_prefix = {"authorization": "Bearer"}
+    if cert is not None:
+        cfg.cert_file, cfg.key_file = cert
     return client.AuthorizationV1Api(client.ApiClient(cfg))

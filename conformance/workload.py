@@ -486,10 +486,15 @@ class WorkloadManager:
         from conformance.transport.endpoint import Endpoint as TransportEndpoint
 
         ep = self._endpoint()
+        cred = self.config.credential(self.user)  # any kubeconfig credential: token, client certificate, exec
         endpoint = TransportEndpoint(
             server=ep.server,
             ca_file=ep.ca_file,
-            token=self.config.token(self.user),
+            token=cred.token or None,
+            client_cert_file=cred.cert_file,
+            client_key_file=cred.key_file,
+            client_cert_data=cred.cert_pem,
+            client_key_data=cred.key_pem,
             proxy_url=ep.proxy_url,
             insecure_skip_tls_verify=ep.insecure_skip_tls_verify,
         )

@@ -49,7 +49,7 @@ def test_dave_may_not_read_namespaces_nor_create_pods(running_lab: RunningLab, d
 def test_with_an_existing_pod_the_suites_are_green(dave: Path, tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     run = _run(
-        "pytest", "suites/test_streaming.py", "-p", "no:cacheprovider", f"--kubeconfig={dave}", "--user=kubeconfig",
+        "pytest", "suites/test_streaming.py", "-p", "no:cacheprovider", f"--kubeconfig={dave}",
         "--pod=probe-0", f"--op={OPS}", "--client=native", f"--results={results}",
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
@@ -62,7 +62,7 @@ def test_with_an_existing_pod_the_suites_are_green(dave: Path, tmp_path: Path) -
 
 def test_without_the_pod_the_preflight_names_the_missing_rights_and_prints_the_manifest(dave: Path) -> None:
     run = _run(
-        "pytest", "suites/test_streaming.py", "-p", "no:cacheprovider", f"--kubeconfig={dave}", "--user=kubeconfig",
+        "pytest", "suites/test_streaming.py", "-p", "no:cacheprovider", f"--kubeconfig={dave}",
         "--op=exec", "--client=native",
     )
     assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.stdout[-3000:] + run.stderr[-2000:]
@@ -97,7 +97,7 @@ def test_an_existing_pod_without_an_echo_listener_skips_port_forward_with_the_re
     # probe-mute: kwok dials a port where nothing listens, so its port-forward reaches nothing.
     results = tmp_path / "results.json"
     run = _run(
-        "pytest", "suites/test_streaming.py", "-p", "no:cacheprovider", f"--kubeconfig={dave}", "--user=kubeconfig",
+        "pytest", "suites/test_streaming.py", "-p", "no:cacheprovider", f"--kubeconfig={dave}",
         "--pod=probe-mute", "--op=exec,port-forward", "--client=native", f"--results={results}",
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
@@ -108,7 +108,7 @@ def test_an_existing_pod_without_an_echo_listener_skips_port_forward_with_the_re
     skipped = [c["message"] for c in cells if c["outcome"] == "skip"]
     assert all(m.startswith("no echo listener in pod 'probe-mute'") and "connection refused" in m for m in skipped)
     strict = _run(
-        "pytest", "suites/test_streaming.py", "-p", "no:cacheprovider", f"--kubeconfig={dave}", "--user=kubeconfig",
+        "pytest", "suites/test_streaming.py", "-p", "no:cacheprovider", f"--kubeconfig={dave}",
         "--pod=probe-mute", "--op=port-forward", "--client=native", "--protocol=spdy", "--strict",
     )
     assert strict.returncode == pytest.ExitCode.TESTS_FAILED  # a gate that must run everything fails the skip

@@ -2,7 +2,7 @@
 written the way platform teams hand them out (`conformance lab kubeconfig --credential ...`), every client.
 
 - a token user, straight to the API server (the current context: nothing else on the command line);
-- an exec-plugin user whose tokens live 10 s, straight and through kube-oidc-proxy behind the alb path, two
+- an exec-plugin user whose tokens live 6 s, straight and through kube-oidc-proxy behind the alb path, two
   contexts in one run (`--context all`): two targets, and the harness must refresh the token mid-run;
 - a client-certificate user (signed by the lab CA), straight to the API server;
 - the config `conformance config init` writes from a kubeconfig's contexts, run as written.
@@ -35,7 +35,7 @@ CLIENTS = {"native", KUBECTL, "python"}
 SELECTION = [f"--client=native,{KUBECTL},python", "--op=exec,port-forward,whoami", "--no-idle",
              "-p", "no:cacheprovider", "-q"]
 WEBSOCKET = ["--protocol=ws-v5,ws-v4,ws,ws-tunnel,ws-legacy,http"]
-EXEC_LIFETIME_S = 10
+EXEC_LIFETIME_S = 6  # the harness refreshes at half the lifetime: a run of a few seconds needs a second token
 
 
 def run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]], dict[str, Any]]:
@@ -85,7 +85,8 @@ def test_exec_plugin_user_two_contexts_with_a_refresh_mid_run(running_lab: Runni
     # client do not): the first token, and at least one more because the first died during the run.
     harness = [r for r in runs if r[3] == "own-session"]
     span = float(runs[-1][0]) - float(runs[0][0])
-    assert span > EXEC_LIFETIME_S, f"the run ({span:.0f} s) must outlive a token ({EXEC_LIFETIME_S} s) to prove it"
+    assert span >= EXEC_LIFETIME_S / 2, f"the run's plugin calls ({span:.1f} s) never reached the refresh point"
+    # Cached to half its lifetime, the first token cannot have served the whole run: a second run proves it.
     assert len(harness) >= 2, runs
     assert any(r[3] == "shared-session" for r in runs), "kubectl ran the user's exec plugin itself"
 
