@@ -100,8 +100,7 @@ OPTIONS = (
     Option(
         "concurrency",
         "CONFORMANCE_CONCURRENCY",
-        "cells run at once (cells mostly wait on the network; under pytest-xdist -n N each worker runs "
-        "its share of this, rounded up)",
+        "cells run at once (cells mostly wait on the network; under pytest-xdist -n N, in each worker)",
         "8",
     ),
     Option(
