@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -34,6 +34,9 @@ from conformance.kubeconfig_fields import b64 as _b64
 from conformance.kubeconfig_fields import named as _named
 from conformance.kubeconfig_fields import resolve as _resolve
 from conformance.redact import register_secret
+
+if TYPE_CHECKING:
+    from conformance.transport.endpoint import Endpoint
 
 KINDS = ("token", "tokenFile", "client-certificate", "exec", "auth-provider")
 
@@ -100,6 +103,22 @@ def tls_context(ca_file: str | None, insecure: bool, cred: ClientCredential | No
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"client certificate: {exc}") from None
     return ctx
+
+
+def endpoint_with(cred: ClientCredential | None, **fields: Any) -> Endpoint:
+    """A transport Endpoint (server, ca_file, proxy_url, ...: `fields`) that sends this credential."""
+    from conformance.transport.endpoint import Endpoint
+
+    if cred is None:
+        return Endpoint(**fields)
+    return Endpoint(
+        token=cred.token or None,
+        client_cert_file=cred.cert_file,
+        client_key_file=cred.key_file,
+        client_cert_data=cred.cert_pem,
+        client_key_data=cred.key_pem,
+        **fields,
+    )
 
 
 @dataclass

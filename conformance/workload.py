@@ -482,19 +482,14 @@ class WorkloadManager:
     def _inspect_live(self) -> PodCheck:
         import asyncio
 
+        from conformance.kubeconfig_credentials import endpoint_with
         from conformance.pod_check import inspect_pod
-        from conformance.transport.endpoint import Endpoint as TransportEndpoint
 
         ep = self._endpoint()
-        cred = self.config.credential(self.user)  # any kubeconfig credential: token, client certificate, exec
-        endpoint = TransportEndpoint(
+        endpoint = endpoint_with(
+            self.config.credential(self.user),  # any kubeconfig credential: token, client certificate, exec
             server=ep.server,
             ca_file=ep.ca_file,
-            token=cred.token or None,
-            client_cert_file=cred.cert_file,
-            client_key_file=cred.key_file,
-            client_cert_data=cred.cert_pem,
-            client_key_data=cred.key_pem,
             proxy_url=ep.proxy_url,
             insecure_skip_tls_verify=ep.insecure_skip_tls_verify,
         )

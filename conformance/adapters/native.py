@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -15,6 +16,7 @@ from conformance.adapters.base import EXEC_PROTOCOLS, PORT_FORWARD_PROTOCOLS, Op
 from conformance.clients import attach, cp_download, cp_upload, exec_, logs_follow, open_port_forward, port_forward_echo
 from conformance.clients.portforward import ForwardedConnection
 from conformance.clients.protocols import command_protocol
+from conformance.kubeconfig_credentials import ClientCredential, endpoint_with
 from conformance.model import ErrorClass, Evidence
 from conformance.redact import redact
 from conformance.transport.endpoint import Endpoint
@@ -54,15 +56,12 @@ class NativeAdapter:
 
     @staticmethod
     def _endpoint(s: Session) -> Endpoint:
-        cred = s.credential
-        return Endpoint(
+        # The session's token (it may be a deliberately bad one) with the credential's certificate, if any.
+        cred = replace(s.credential or ClientCredential(), token=s.token or None)
+        return endpoint_with(
+            cred,
             server=s.endpoint.server,
             ca_file=s.endpoint.ca_file,
-            token=s.token or None,
-            client_cert_file=cred.cert_file if cred else None,
-            client_key_file=cred.key_file if cred else None,
-            client_cert_data=cred.cert_pem if cred else None,
-            client_key_data=cred.key_pem if cred else None,
             proxy_url=s.endpoint.proxy_url,
             insecure_skip_tls_verify=s.endpoint.insecure_skip_tls_verify,
             user_agent=s.user_agent,
