@@ -163,6 +163,7 @@ class CellRunner:
         payload_bytes: int = DEFAULT_PAYLOAD_MIB * 1024 * 1024,
         idle_s: float = DEFAULT_IDLE_S,
         budgets: Budgets | None = None,
+        client_race_retries: int = 2,
     ) -> None:
         self.config = config
         self.clients = clients
@@ -176,6 +177,7 @@ class CellRunner:
         self.payload_bytes = payload_bytes
         self.idle_s = idle_s  # the default silence (--idle-s); a path's declared timeout decides first
         self.budgets = budgets if budgets is not None else Budgets.parse(config.raw.get("budgets"))
+        self.client_race_retries = client_race_retries  # asks again after a known client race (client_races)
         # Operations the workload cannot serve (an existing pod without an echo listener): skipped, with why.
         self.skip_operations: dict[str, str] = {}
         self.audit = AuditTail(config.audit_log) if config.audit_log else None
@@ -201,11 +203,7 @@ class CellRunner:
         # An as-shipped cell is expected to behave like the protocol its client tries by default.
         shipped = getattr(client, "shipped_protocols", None)
         expectation = self.expectations.for_cell(cell.key, shipped(cell.key.operation) if shipped else ())
-        try:
-            observation = await self._observe(cell, client)
-        except Exception as exc:
-            tb = redact("".join(traceback.format_exception_only(exc)).strip())
-            observation = Observation(error_class=ErrorClass.HARNESS, evidence=Evidence(error=tb), message=tb)
+        observation = await self._observe_with_retries(cell, client)
         outcome, message = judge(expectation, observation)
         if outcome is Outcome.SKIP and self.strict:
             outcome, message = Outcome.FAIL, f"skipped, and --strict makes every skip a failure: {message}"
@@ -220,6 +218,29 @@ class CellRunner:
             message=redact(message),
             duration_s=round(time.monotonic() - started, 3),
         )
+
+    async def _observe_with_retries(self, cell: Cell, client: ClientAdapter) -> Observation:
+        """Observe the cell; ask again (up to `client_race_retries` times) while it fails and its client logged
+        a known race of its own (conformance.client_races). Earlier attempts stay in the evidence, so a pass
+        after a retry is told apart, and a cell that hits the race every time fails."""
+        earlier: list[str] = []
+        while True:
+            try:
+                observation = await self._observe(cell, client)
+            except Exception as exc:
+                tb = redact("".join(traceback.format_exception_only(exc)).strip())
+                observation = Observation(error_class=ErrorClass.HARNESS, evidence=Evidence(error=tb), message=tb)
+            races = observation.evidence.client_races
+            failed = observation.error_class is not ErrorClass.NONE and not observation.skipped
+            if not (failed and races):
+                break
+            attempt = f"attempt {len(earlier) + 1}: {observation.error_class.value}: {observation.message[:200]}"
+            if len(earlier) >= self.client_race_retries:
+                observation.message += f" (a known client race on each of {len(earlier) + 1} attempt(s): {races[0]})"
+                break
+            earlier.append(redact(f"{attempt} [{'; '.join(races)}]"))
+        observation.evidence.earlier_attempts = earlier
+        return observation
 
     async def _observe(self, cell: Cell, client: ClientAdapter) -> Observation:
         target = self.config.targets[cell.key.target]
@@ -286,6 +307,7 @@ class CellRunner:
             observation.error_class, observation.evidence.refused_by = attribute(
                 observation.error_class, observation.evidence, ctx.answers
             )
+        observation.evidence.client_races = list(session.client_races)
         if cell.key.operation != "tls":
             await self._identity(cell, observation, marker, session)
         self._judge_budget(cell, observation)

@@ -134,6 +134,10 @@ class Evidence:
     proxy_identity: Identity | None = None
     audit_trail: str | None = None
     survived_s: float | None = None  # idle cells: how long the silent session lasted
+    # Known client races (conformance.client_races) seen in the attempt this evidence is of, and the attempts
+    # before it that failed with one ("attempt 1: <class>: <message> [<race>]"); the cell was asked again.
+    client_races: list[str] = field(default_factory=list)
+    earlier_attempts: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True, kw_only=True)

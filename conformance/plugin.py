@@ -124,6 +124,13 @@ OPTIONS = (
         "seconds an idle cell stays silent where the path declares no idle timeout (declared: timeout + 5 s)",
         "65",
     ),
+    Option(
+        "client-race-retries",
+        "CONFORMANCE_CLIENT_RACE_RETRIES",
+        "times a cell is asked again when it failed while its client logged a known race of its own (kubectl "
+        "1.30-1.33: kubernetes/kubernetes#131189); earlier attempts stay in the evidence; 0: never",
+        "2",
+    ),
     Option("no-idle", "CONFORMANCE_NO_IDLE", "leave out the idle cells (port-forward-idle, exec-idle)", flag=True),
     Option("results", "CONFORMANCE_RESULTS", "write the results JSON here"),
     Option("baseline", "CONFORMANCE_BASELINE", "compare against this earlier results file and print the diff"),

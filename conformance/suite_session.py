@@ -58,6 +58,7 @@ class SuiteSession:
             learned_identities=learned,
             payload_bytes=int(float(settings.get("payload-mib") or DEFAULT_PAYLOAD_MIB) * 1024 * 1024),
             idle_s=float(settings.get("idle-s") or DEFAULT_IDLE_S),
+            client_race_retries=_retries(settings.get("client-race-retries")),
         )
         self.prefetcher: Prefetcher | None = None
         # Under pytest -n N (conformance.xdist_groups): this worker's groups, each prefetched on its first cell.
@@ -402,3 +403,14 @@ def cleanup_workload(config: pytest.Config) -> None:
     session = current_session(config)
     if session is not None and session.workload is not None:
         session.workload.cleanup()
+
+
+def _retries(raw: str | None) -> int:
+    """--client-race-retries: a whole number from 0 to 5 (each retry reruns the whole cell)."""
+    try:
+        value = int(raw or "2")
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 5:
+        raise pytest.UsageError(f"--client-race-retries must be a whole number from 0 to 5, not {raw!r}")
+    return value

@@ -42,6 +42,13 @@ def summary_lines(
     fallbacks = [c for c in cells if c.evidence.fallback]
     if fallbacks:
         lines.append(f"  {len(fallbacks)} cell(s) worked only after a client fallback, e.g. {fallbacks[0].id}")
+    retried = [c for c in cells if c.evidence.earlier_attempts and c.outcome.value in ("pass", "expected-fail")]
+    if retried:
+        first = retried[0]
+        lines.append(
+            f"  {len(retried)} cell(s) asked again after a known race of their client (0 with "
+            f"--client-race-retries=0 fails them), e.g. {first.id}: {first.evidence.earlier_attempts[0][:160]}"
+        )
     if baseline:
         from reports.diff import diff_results, render_diff_terminal
         from reports.schema import load_results

@@ -30,6 +30,10 @@ def key_evidence(cell: CellResult) -> str:
         parts.append(f"fallback {one_line(ev.fallback, 40)}")
     if ev.audit_trail:
         parts.append(f"audit trail {one_line(ev.audit_trail, ERROR_EXCERPT)}")
+    if ev.client_races:
+        parts.append(f"client race: {one_line(ev.client_races[0], ERROR_EXCERPT)}")
+    if ev.earlier_attempts:
+        parts.append(f"asked again after {len(ev.earlier_attempts)} attempt(s) lost to a client race")
     if not parts and cell.message:
         parts.append(one_line(cell.message, ERROR_EXCERPT))
     return "  ".join(parts)

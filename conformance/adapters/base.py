@@ -36,6 +36,8 @@ class Session:
     bad_token: Callable[[str], str | None] = lambda kind: None
     # The whole credential (a client certificate, kubectl's user stanza); None: `token` is all there is.
     credential: ClientCredential | None = None
+    # Known client races seen in any operation of this cell, checks included (conformance.client_races).
+    client_races: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from conformance.adapters.base import OpResult, Session
 from conformance.classify import classify_status, classify_text
+from conformance.client_races import kubectl_races
 from conformance.lab.kubeconfigs import kubeconfig_dict, write_kubeconfig
 from conformance.model import ErrorClass, Evidence
 from conformance.redact import redact
@@ -209,10 +210,14 @@ class KubectlAdapter:
         """kubectl with -v=6 (its log carries the protocol evidence) and the cell's marker as request timeout."""
         return [str(self.binary), f"--kubeconfig={kubeconfig}", "-v=6", f"--request-timeout={marker}", *args]
 
-    def _read_log(self, stderr: bytes, evidence: Evidence, marker: str) -> bytes:
-        """Fill the evidence from kubectl's log lines; return the command's own stderr."""
+    def _read_log(self, s: Session, stderr: bytes, evidence: Evidence, marker: str) -> bytes:
+        """Fill the evidence from kubectl's log lines; return the command's own stderr. A known race of this
+        version's own (conformance.client_races) is noted on the session, so the cell can be asked again."""
         own_stderr, log = split_klog(stderr)
         read_protocol_evidence(log, evidence)
+        races = kubectl_races(self.minor, log, own_stderr.decode("utf-8", "replace"))
+        evidence.notes.extend(races)
+        s.client_races.extend(races)
         evidence.notes.append(f"marker: ?{self.url_marker(marker)}")
         return own_stderr
 
@@ -260,7 +265,7 @@ class KubectlAdapter:
                 evidence.error = f"kubectl did not finish within {s.timeout_s:.0f}s"
                 return OpResult(ErrorClass.TIMEOUT, evidence, evidence.error), b""
         evidence.timings.total_s = time.monotonic() - start
-        own_stderr = self._read_log(stderr, evidence, marker)
+        own_stderr = self._read_log(s, stderr, evidence, marker)
         result = OpResult(
             ErrorClass.NONE, evidence, stdout=stdout[:MAX_OUTPUT], stderr=own_stderr, exit_code=proc.returncode
         )
@@ -377,7 +382,7 @@ class KubectlAdapter:
                 ended_early = False
             stdout, stderr = await out_task, await err_task
         evidence.timings.total_s = time.monotonic() - start
-        own_stderr = self._read_log(stderr, evidence, marker)
+        own_stderr = self._read_log(s, stderr, evidence, marker)
         result = OpResult(
             ErrorClass.NONE, evidence, stdout=stdout[:MAX_OUTPUT], stderr=own_stderr, exit_code=proc.returncode
         )
@@ -433,7 +438,7 @@ class KubectlAdapter:
                     await proc.wait()
                 stderr = await stderr_task
         evidence.timings.total_s = time.monotonic() - start
-        own_stderr = self._read_log(stderr, evidence, marker)
+        own_stderr = self._read_log(s, stderr, evidence, marker)
         result = OpResult(ErrorClass.NONE, evidence, received=list(received), stderr=own_stderr)
         text = redact(own_stderr.decode("utf-8", "replace"))
         error_lines = [x for x in text.splitlines() if x.lower().startswith(("error", "e1", "unable"))]

@@ -1,0 +1,55 @@
+"""Known client races: bugs of a client itself that break a session now and then, told by the client's own log.
+
+kubectl 1.30 to 1.33 start reading a WebSocket session before they have created its streams
+(kubernetes/kubernetes#131189; fixed in 1.34 by kubernetes/kubernetes#131203, which waits for the streams
+before the read loop starts). When the server's first frame lands in that window kubectl drops it and logs
+`Unknown stream id 1, discarding message` (the command's output is lost, kubectl exits 0); when the server's
+close lands first, every stream creation fails and kubectl prints `error: closed all streams`. Nothing on the
+path causes either: the same bytes arrive, kubectl's goroutines lose a race. Measured with
+`benchmarks/kubectl_race.py` (a server that answers within the same write as its 101): about 1 in 80 sessions
+of 1.32 and 1.33 under CPU load, none of 1.34 and later.
+
+A cell that failed while its client logged one of these is asked again (`--client-race-retries`, default 2),
+and every earlier attempt is kept in the evidence; a cell that hits the race on every attempt fails.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRace:
+    ref: str  # the upstream issue
+    what: str  # a few words for a person
+    first_minor: int  # kubectl minors affected, inclusive
+    last_minor: int
+    log: re.Pattern[str]  # a kubectl log message that proves it
+    error: re.Pattern[str]  # or kubectl's own error line
+
+
+KUBECTL_WEBSOCKET_DEMUX = ClientRace(
+    ref="kubernetes/kubernetes#131189",
+    what="kubectl read the WebSocket before creating its streams",
+    first_minor=30,
+    last_minor=33,
+    log=re.compile(r"Unknown stream id \d+, discarding message"),
+    error=re.compile(r"^error: closed all streams$", re.MULTILINE),
+)
+KNOWN_KUBECTL_RACES = (KUBECTL_WEBSOCKET_DEMUX,)
+
+
+def kubectl_races(minor: int, log: list[str], own_stderr: str) -> list[str]:
+    """The known races a kubectl run of version 1.`minor` shows in its log messages or its own stderr, each as
+    one line of evidence ("kubectl 1.32: <what> (<ref>): <the line>")."""
+    seen = []
+    for race in KNOWN_KUBECTL_RACES:
+        if not race.first_minor <= minor <= race.last_minor:
+            continue
+        line = next((m for m in log if race.log.search(m)), None)
+        if line is None and (found := race.error.search(own_stderr)):
+            line = found.group(0)
+        if line is not None:
+            seen.append(f"kubectl 1.{minor}: {race.what} ({race.ref}): {line.strip()[:120]}")
+    return seen
