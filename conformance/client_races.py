@@ -1,13 +1,13 @@
 """Known client races: bugs of a client itself that break a session now and then, told by the client's own log.
 
-kubectl 1.30 to 1.33 start reading a WebSocket session before they have created its streams
-(kubernetes/kubernetes#131189; fixed in 1.34 by kubernetes/kubernetes#131203, which waits for the streams
-before the read loop starts). When the server's first frame lands in that window kubectl drops it and logs
-`Unknown stream id 1, discarding message` (the command's output is lost, kubectl exits 0); when the server's
-close lands first, every stream creation fails and kubectl prints `error: closed all streams`. Nothing on the
-path causes either: the same bytes arrive, kubectl's goroutines lose a race. Measured with
-`benchmarks/kubectl_race.py` (a server that answers within the same write as its 101): about 1 in 80 sessions
-of 1.32 and 1.33 under CPU load, none of 1.34 and later.
+kubectl 1.29 (WebSocket forced by its gate) to 1.33 (WebSocket by default from 1.30) start reading a WebSocket
+session before they have created its streams (kubernetes/kubernetes#131189; fixed in 1.34 by
+kubernetes/kubernetes#131203, which waits for the streams before the read loop starts). When the server's
+first frame lands in that window kubectl drops it and logs `Unknown stream id 1, discarding message` (the
+output is lost, kubectl exits 0); when the server's close lands first, every stream creation fails and
+kubectl prints `error: closed all streams`. Nothing on the path causes either: the same bytes arrive, and
+kubectl's goroutines lose a race. Under CPU load about 1 in 100 sessions of 1.32 and 1.33, none of 1.34 and
+later (docs/kubectl.md; `benchmarks/kubectl_race.py`).
 
 A cell that failed while its client logged one of these is asked again (`--client-race-retries`, default 2),
 and every earlier attempt is kept in the evidence; a cell that hits the race on every attempt fails.
@@ -32,7 +32,7 @@ class ClientRace:
 KUBECTL_WEBSOCKET_DEMUX = ClientRace(
     ref="kubernetes/kubernetes#131189",
     what="kubectl read the WebSocket before creating its streams",
-    first_minor=30,
+    first_minor=29,  # the first WebSocket executor (behind KUBECTL_REMOTE_COMMAND_WEBSOCKETS)
     last_minor=33,
     log=re.compile(r"Unknown stream id \d+, discarding message"),
     error=re.compile(r"^error: closed all streams$", re.MULTILINE),
