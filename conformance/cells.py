@@ -21,6 +21,7 @@ from conformance.adapters.kubectl import audit_note
 from conformance.adapters.raw import RAW
 from conformance.budgets import Budgets
 from conformance.classify import answers_for, attribute
+from conformance.client_races import RACE_CLASSES
 from conformance.config import HarnessConfig
 from conformance.expectations import Expectations, judge
 from conformance.identity import (
@@ -231,8 +232,7 @@ class CellRunner:
                 tb = redact("".join(traceback.format_exception_only(exc)).strip())
                 observation = Observation(error_class=ErrorClass.HARNESS, evidence=Evidence(error=tb), message=tb)
             races = observation.evidence.client_races
-            failed = observation.error_class is not ErrorClass.NONE and not observation.skipped
-            if not (failed and races):
+            if not races or observation.skipped or observation.error_class not in RACE_CLASSES:
                 break
             attempt = f"attempt {len(earlier) + 1}: {observation.error_class.value}: {observation.message[:200]}"
             if len(earlier) >= self.client_race_retries:

@@ -18,6 +18,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from conformance.model import ErrorClass
+
+# What a lost frame or a failed stream creation can make of a cell: never an identity, authentication,
+# refusal, timing or availability verdict, so a retry cannot wash one of those away.
+RACE_CLASSES = frozenset({
+    ErrorClass.DATA_MISMATCH, ErrorClass.TRUNCATED, ErrorClass.PROTOCOL_ERROR, ErrorClass.MISSING_EXIT_STATUS,
+    ErrorClass.RESET,
+})
+
 
 @dataclass(frozen=True, slots=True)
 class ClientRace:

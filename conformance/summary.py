@@ -46,8 +46,8 @@ def summary_lines(
     if retried:
         first = retried[0]
         lines.append(
-            f"  {len(retried)} cell(s) asked again after a known race of their client (0 with "
-            f"--client-race-retries=0 fails them), e.g. {first.id}: {first.evidence.earlier_attempts[0][:160]}"
+            f"  {len(retried)} cell(s) asked again after a known race of their client (--client-race-retries=0 "
+            f"fails them), e.g. {first.id}: {first.evidence.earlier_attempts[0][:160]}"
         )
     if baseline:
         from reports.diff import diff_results, render_diff_terminal

@@ -106,3 +106,21 @@ def test_retries_zero_fails_on_the_first_race(tmp_path: Path) -> None:
     result = run(cfg, client, client_race_retries=0)
     assert client.calls == 1
     assert result.outcome is Outcome.FAIL and result.error_class is not ErrorClass.NONE
+
+
+def test_a_race_never_washes_out_an_identity_verdict(tmp_path: Path) -> None:
+    # The API server saw mallory: wrong-identity is not something a lost frame can cause, so no retry.
+    cfg = config(tmp_path)
+    mallory = {"user": {"username": "mallory", "groups": ["devs", "system:authenticated"]}}
+    client = RacyExec(cfg.audit_log, mallory, lose=0)  # type: ignore[arg-type]
+    original = client.exec
+
+    async def exec_and_race(s: Session, *args: Any, **kw: Any) -> OpResult:
+        s.client_races.append("kubectl 1.33: raced (kubernetes/kubernetes#131189): " + UNKNOWN)
+        return await original(s, *args, **kw)
+
+    client.exec = exec_and_race  # type: ignore[method-assign]
+    result = run(cfg, client)
+    assert client.calls == 1
+    assert result.outcome is Outcome.FAIL and result.error_class is ErrorClass.WRONG_IDENTITY
+    assert result.evidence.earlier_attempts == []
