@@ -355,6 +355,27 @@ def kubectl_notes(entries: list[KubectlEntry]) -> list[tuple[str, list[str], str
     return [(path, groups, text) for (path, text), groups in notes.items()]
 
 
+def client_race_note(results: Results) -> str | None:
+    """One sentence under Which kubectl when kubectl's own WebSocket race (conformance.client_races) showed in
+    this run: the minors and their cell counts, and how many cells failed with it and were asked again."""
+    seen: dict[int, int] = {}
+    retried = 0
+    for c in results.cells:
+        minor = kubectl_minor(c.key.client)
+        if minor is None or not (c.evidence.client_races or c.evidence.earlier_attempts):
+            continue
+        seen[minor] = seen.get(minor, 0) + 1
+        retried += bool(c.evidence.earlier_attempts)
+    if not seen:
+        return None
+    versions = ", ".join(f"1.{m} ({n})" for m, n in sorted(seen.items()))
+    return (
+        f"kubectl's own WebSocket race (kubernetes/kubernetes#131189, fixed in 1.34) showed in {sum(seen.values())} "
+        f"cell(s) of this run: {versions}; {retried} of them failed with it and were asked again. These versions "
+        "drop a session's first frame now and then, on any path (docs/kubectl.md)."
+    )
+
+
 def _spoke(cells: list[CellResult]) -> str:
     """The one protocol family these kubectl cells spoke (negotiated, else requested), or ""."""
     spoken = set()

@@ -16,6 +16,7 @@ from reports.views import (
     KubectlEntry,
     SpeedRow,
     WorksRow,
+    client_race_note,
     entry_label,
     footnotes,
     how_fast,
@@ -35,7 +36,7 @@ def views_html(results: Results) -> str:
         '<section id="views">',
         _short(works),
         _works(works),
-        _kubectl(which_kubectl(results)),
+        _kubectl(which_kubectl(results), client_race_note(results)),
         _speed(speed),
         '<section id="heat"><h2>Every cell</h2><p class="note">One square per cell; hover for its id and '
         'outcome. The grid below has the evidence.</p>',
@@ -85,7 +86,7 @@ def _works(rows: list[WorksRow]) -> str:
     return "".join(out)
 
 
-def _kubectl(entries: list[KubectlEntry]) -> str:
+def _kubectl(entries: list[KubectlEntry], race_note: str | None = None) -> str:
     out = ['<section id="which-kubectl"><h2>Which kubectl</h2>']
     if not entries:
         out.append('<p class="none">no as-shipped kubectl cells in this run</p></section>')
@@ -117,6 +118,8 @@ def _kubectl(entries: list[KubectlEntry]) -> str:
             f'<h3>{esc(target)}</h3><table class="view"><thead><tr><th>path</th>{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>" + (f'<ul class="notes">{lines}</ul>' if lines else "")
         )
+    if race_note:
+        out.append(f'<p class="note">{esc(race_note)}</p>')
     out.append("</section>")
     return "".join(out)
 

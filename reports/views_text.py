@@ -14,6 +14,7 @@ from reports.views import (
     KubectlEntry,
     SpeedRow,
     WorksRow,
+    client_race_note,
     entry_label,
     footnotes,
     how_fast,
@@ -34,6 +35,7 @@ def views_lines(results: Results) -> list[str]:
         *works_lines(what_works(results)),
         "",
         *kubectl_lines(which_kubectl(results)),
+        *(["", *wrapped(note)] if (note := client_race_note(results)) else []),
         "",
         *speed_lines(how_fast(results)),
     ]

@@ -223,3 +223,23 @@ def test_in_short_tells_a_target_that_failed_only_sometimes_from_one_that_never_
         ("gw", "WebSocket works except through c (400 Upgrade request required), but some cells failed through b "
                "(download ended early)"),
     ]
+
+
+def test_kubectl_race_is_named_under_which_kubectl_with_its_versions(cell: CellFactory) -> None:
+    from reports.views import client_race_note
+    from reports.views_markdown import views_markdown
+
+    race = "kubectl 1.32: kubectl read the WebSocket before creating its streams (kubernetes/kubernetes#131189): x"
+    clean = build_results([cell(protocol="as-shipped", client="kubectl-1.32")])
+    assert client_race_note(clean) is None
+    results = build_results([
+        cell(protocol="as-shipped", client="kubectl-1.32", operation="exec", client_races=[race]),
+        cell(protocol="as-shipped", client="kubectl-1.30", operation="cp-upload",
+             earlier_attempts=[f"attempt 1: [{race}]"]),
+        cell(protocol="as-shipped", client="native", operation="cp-download", client_races=[race]),  # not kubectl
+    ])
+    note = client_race_note(results)
+    assert note is not None
+    assert "in 2 cell(s)" in note and "1.30 (1), 1.32 (1)" in note and "1 of them failed with it" in note
+    assert note in " ".join(line.strip() for line in views_lines(results))
+    assert note in views_markdown(results)
