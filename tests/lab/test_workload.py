@@ -158,15 +158,25 @@ def _pytest(tmp_path: Path, data: dict[str, Any], *args: str) -> subprocess.Pope
     (tmp_path / "harness.yaml").write_text(yaml.safe_dump(data))
     # Only the lab's location is inherited: a selection in the environment would change the run.
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONFORMANCE_") or "_LAB_" in k or "CACHE" in k}
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest", f"--config={tmp_path / 'harness.yaml'}", *SELECTION, *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-    )
+    # A terminal's foreground job takes Ctrl-C. A test run started in the background by a shell without job
+    # control inherits SIGINT ignored, and so would the child (Python then never raises KeyboardInterrupt):
+    # handle it here while the child starts, so that exec resets it to the default in the child.
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pytest", f"--config={tmp_path / 'harness.yaml'}", *SELECTION, *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.mark.slow
