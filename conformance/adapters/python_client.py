@@ -11,6 +11,7 @@ the cell: `_MarkedWebSocket` adds the calling thread's User-Agent to the handsha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -170,7 +171,10 @@ class PythonClientAdapter:
                 result.message = f"the command did not end within {s.timeout_s - 1:.0f} s"
             evidence.error = result.message
             return result
-        code = resp.returncode
+        try:
+            code = resp.returncode
+        except (TypeError, KeyError, IndexError, ValueError):
+            code = None  # the session ended without a Status on the error channel
         # The server ended the session, but the client keeps its socket until garbage collection (seconds to a
         # minute); a proxy in between logs the request only when that socket closes.
         resp.close()
@@ -306,15 +310,25 @@ def read_until_closed(resp: Any, within_s: float) -> tuple[bytes, bytes, bool]:
     """
     out, err = bytearray(), bytearray()
     end = time.monotonic() + max(0.0, within_s)
+    gone = False
     while resp.is_open() and time.monotonic() < end:
-        resp.update(timeout=min(1.0, max(0.0, end - time.monotonic())))
-        if resp.peek_stdout():
-            out += resp.read_stdout()
-        if resp.peek_stderr():
-            err += resp.read_stderr()
-    closed = not resp.is_open()
-    out += resp.read_stdout(timeout=0) or b""
-    err += resp.read_stderr(timeout=0) or b""
+        try:
+            resp.update(timeout=min(1.0, max(0.0, end - time.monotonic())))
+            if resp.peek_stdout():
+                out += resp.read_stdout()
+            if resp.peek_stderr():
+                err += resp.read_stderr()
+        except (WebSocketConnectionClosedException, OSError):
+            # websocket-client dropped its socket under the WSClient ("socket is already closed": the server's
+            # close raced a read). The session is over; what arrived before it is still buffered, and the exit
+            # status is whatever the error channel holds (none: the caller's missing-exit-status).
+            gone = True
+            break
+    closed = gone or not resp.is_open()
+    with contextlib.suppress(WebSocketConnectionClosedException, OSError):
+        out += resp.read_stdout(timeout=0) or b""
+    with contextlib.suppress(WebSocketConnectionClosedException, OSError):
+        err += resp.read_stderr(timeout=0) or b""
     return bytes(out), bytes(err), closed
 
 

@@ -196,3 +196,20 @@ def test_python_exec_stdin_half_closed_but_never_exiting_is_eof_lost(monkeypatch
     resp = ScriptedExec("v5.channel.k8s.io", exits_on_eof=False)
     obs = _run_probe(monkeypatch, resp)
     assert resp.half_closed and obs.error_class is ErrorClass.EOF_LOST  # type: ignore[attr-defined]
+
+
+class SocketGoneWSClient(FakeWSClient):
+    """websocket-client dropped its socket under the WSClient: the next update() raises, as the library does."""
+
+    def update(self, timeout: float = 0) -> None:
+        if self.open and not self.batches:
+            from websocket import WebSocketConnectionClosedException
+
+            raise WebSocketConnectionClosedException("socket is already closed.")
+        super().update(timeout)
+
+
+def test_a_socket_dropped_under_the_client_ends_the_session_and_keeps_what_arrived() -> None:
+    resp = SocketGoneWSClient([[(1, b"out-1 ")], [(1, b"out-2"), (2, b"err")]])
+    out, err, closed = read_until_closed(resp, 5)
+    assert (out, err, closed) == (b"out-1 out-2", b"err", True)
