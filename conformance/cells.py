@@ -149,6 +149,14 @@ def enumerate_cells(
     return cells
 
 
+@dataclass(frozen=True)
+class AuditMarks:
+    """Where the audit logs stood when a cell began (AuditTail.mark): its events come after."""
+
+    api: int = 0
+    proxy: int = 0
+
+
 class CellRunner:
     def __init__(
         self,
@@ -263,6 +271,10 @@ class CellRunner:
                 message=self.skip_operations[cell.key.operation],
             )
         marker = f"c{secrets.token_hex(6)}"
+        marks = AuditMarks(
+            api=self.audit.mark() if self.audit is not None else 0,
+            proxy=self.proxy_audit.mark(cell.key.target) if cell.key.target in self.proxy_audit else 0,
+        )
         credential = self.config.credential(cell.user)
         session = Session(
             endpoint=endpoint,
@@ -309,7 +321,7 @@ class CellRunner:
             )
         observation.evidence.client_races = list(session.client_races)
         if cell.key.operation != "tls":
-            await self._identity(cell, observation, marker, session)
+            await self._identity(cell, observation, marker, session, marks)
         self._judge_budget(cell, observation)
         return observation
 
@@ -326,7 +338,9 @@ class CellRunner:
             observation.message = f"worked, but too slow: {over}"
             observation.evidence.error = observation.message
 
-    async def _identity(self, cell: Cell, observation: Observation, marker: str, session: Session) -> None:
+    async def _identity(
+        self, cell: Cell, observation: Observation, marker: str, session: Session, marks: AuditMarks
+    ) -> None:
         """Attach the identity the API server applied, and judge it on every cell that worked.
 
         Evidence, strongest first: the audit event of this very request; with `identity.require: any`, a
@@ -344,7 +358,9 @@ class CellRunner:
         ]
         if self.audit is not None:
             wait = AUDIT_WAIT_WORKED_S if worked else AUDIT_WAIT_FAILED_S
-            event = await asyncio.to_thread(self.audit.find, markers, SUBRESOURCE.get(cell.key.operation), wait)
+            event = await asyncio.to_thread(
+                self.audit.find, markers, SUBRESOURCE.get(cell.key.operation), wait, marks.api
+            )
             if event is not None:
                 identity = identity_from_audit_event(event)
                 if cell.key.client.startswith("kubectl-"):
@@ -370,7 +386,7 @@ class CellRunner:
                 observation.evidence.notes.append(ssr_problem)
         observation.evidence.identity = identity
         observation.evidence.identity_source = identity.source if identity else "none"
-        await self._proxy_audit_trail(cell, observation, markers)
+        await self._proxy_audit_trail(cell, observation, markers, marks)
         expected = self.expected_for(cell.user)
         if observation.identity_decides:
             self._identity_verdict(observation, identity, expected, target.proxy)
@@ -405,7 +421,9 @@ class CellRunner:
         observation.message = message
         observation.evidence.error = message
 
-    async def _proxy_audit_trail(self, cell: Cell, observation: Observation, markers: list[str]) -> None:
+    async def _proxy_audit_trail(
+        self, cell: Cell, observation: Observation, markers: list[str], marks: AuditMarks
+    ) -> None:
         """The impersonating proxy's own audit record of this request, where the target has one: fills
         `evidence.proxy_identity` and `evidence.audit_trail`; a broken chain is AUDIT_CHAIN_BROKEN."""
         if cell.key.target in self.access_logs:
@@ -416,18 +434,20 @@ class CellRunner:
         worked = observation.error_class is ErrorClass.NONE
         wait = AUDIT_WAIT_WORKED_S if worked else AUDIT_WAIT_FAILED_S
         sub = SUBRESOURCE.get(cell.key.operation)
-        event = await asyncio.to_thread(self.proxy_audit.find, cell.key.target, markers, wait, sub)
+        event = await asyncio.to_thread(self.proxy_audit.find, cell.key.target, markers, wait, sub, marks.proxy)
         finished = True
         if event is None and self.audit is not None:
             # The newest API server event for the request says whether it has ended there (cached lines).
-            api_event = await asyncio.to_thread(self.audit.find, markers, SUBRESOURCE.get(cell.key.operation), 0.0)
+            api_event = await asyncio.to_thread(
+                self.audit.find, markers, SUBRESOURCE.get(cell.key.operation), 0.0, marks.api
+            )
             finished = api_event is None or api_event.get("stage") != "ResponseStarted"
             if api_event is not None and finished:
                 # The proxy logs a request when the client's connection ends, which a client may hold open
                 # after its session (a client that leaves its socket to the garbage collector): wait before
                 # calling it lost.
                 event = await asyncio.to_thread(
-                    self.proxy_audit.find, cell.key.target, markers, PROXY_AUDIT_GRACE_S, sub
+                    self.proxy_audit.find, cell.key.target, markers, PROXY_AUDIT_GRACE_S, sub, marks.proxy
                 )
         chain = build_chain(
             event, observation.evidence.identity, api_finished=finished, late_log_possible=cell.key.client == "python"

@@ -74,7 +74,9 @@ class AuditTail:
     """Follows the audit log from where it was when the run began; each search reads only new bytes.
 
     Matching is on a marker (in requestURI or userAgent), newest event first. Only the last MAX_EVENTS
-    lines are kept: a probe looks for its own event moments after its request, never for old ones.
+    lines are kept: a probe looks for its own event moments after its request, never for old ones. A cell
+    marks the tail before its request and searches from there: a search costs the lines written during
+    the cell, not the whole tail (thousands of lines, once per cell and poll).
     """
 
     MAX_EVENTS = 20000
@@ -83,6 +85,7 @@ class AuditTail:
         self.path = path
         self.offset = path.stat().st_size if path.is_file() else 0
         self.lines: list[str] = []
+        self.dropped = 0  # lines trimmed from the front: lines[i] is line number dropped + i of this tail
         self._partial = b""
         self._lock = threading.Lock()
 
@@ -99,14 +102,29 @@ class AuditTail:
         chunks = (self._partial + data).split(b"\n")
         self._partial = chunks.pop()
         self.lines.extend(c.decode("utf-8", "replace") for c in chunks if c)
-        del self.lines[: -self.MAX_EVENTS]
+        excess = len(self.lines) - self.MAX_EVENTS
+        if excess > 0:
+            del self.lines[:excess]
+            self.dropped += excess
 
-    def find(self, markers: list[str], subresource: str | None, deadline_s: float) -> dict[str, Any] | None:
+    def mark(self) -> int:
+        """The number of the next line to come: a request made after this call has its event at or after it."""
+        with self._lock:
+            self._read_new()
+            return self.dropped + len(self.lines)
+
+    def find(
+        self, markers: list[str], subresource: str | None, deadline_s: float, since: int = 0
+    ) -> dict[str, Any] | None:
+        """The newest event at or after line `since` (see `mark`) with a marker, polled until `deadline_s`."""
         end = time.monotonic() + deadline_s
+        seen = since  # line number up to which this search has looked: a poll reads only what came since
         while True:
             with self._lock:
                 self._read_new()
-                for line in reversed(self.lines):
+                start = max(0, seen - self.dropped)
+                new, seen = self.lines[start:], self.dropped + len(self.lines)
+                for line in reversed(new):
                     if not any(m in line for m in markers):
                         continue
                     try:

@@ -101,7 +101,7 @@ OPTIONS = (
         "concurrency",
         "CONFORMANCE_CONCURRENCY",
         "cells run at once (cells mostly wait on the network; under pytest-xdist -n N, in each worker)",
-        "8",
+        "12",
     ),
     Option(
         "strict", "CONFORMANCE_STRICT", "every skipped cell is a failure (a gate that must run everything)", flag=True
@@ -335,7 +335,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def record(request: pytest.FixtureRequest, result: CellResult) -> None:
     """Attach a cell's result to its test report, then pass, xfail, skip or fail the test by its outcome."""
     request.node.user_properties.append((RESULT_PROPERTY, json.dumps(_cell_dict(result))))
-    if request.config.pluginmanager.hasplugin("allure_pytest"):
+    if request.config.pluginmanager.hasplugin("allure_listener"):  # registered by allure-pytest for --alluredir
         from reports.allure import attach_cell  # labels + transcript + identity, only when --alluredir is on
 
         attach_cell(result)

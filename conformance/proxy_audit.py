@@ -110,8 +110,11 @@ class ProxyAuditLogs:
     def __contains__(self, target: object) -> bool:
         return target in self._by_target
 
+    def mark(self, target: str) -> int:
+        return self._by_target[target].mark()
+
     def find(
-        self, target: str, markers: list[str], deadline_s: float, subresource: str | None = None
+        self, target: str, markers: list[str], deadline_s: float, subresource: str | None = None, since: int = 0
     ) -> dict[str, Any] | None:
         """The newest event with a marker, and for a `subresource` one whose path ends with it. A proxy's
         events carry no objectRef for pods (kube-oidc-proxy resolves none), so the path decides; the
@@ -119,7 +122,7 @@ class ProxyAuditLogs:
         tail = self._by_target[target]
         end = time.monotonic() + deadline_s
         while True:
-            event = tail.find(markers, None, 0.0)
+            event = tail.find(markers, None, 0.0, since)
             if event is not None and (
                 subresource is None or str(event.get("requestURI", "")).split("?")[0].endswith(f"/{subresource}")
             ):

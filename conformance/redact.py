@@ -22,24 +22,30 @@ SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "s
 # Secrets shorter than this are not registered: replacing every "a" in a report helps nobody.
 MIN_SECRET_LENGTH = 8
 
-_known: set[str] = set()
+# Known secrets grouped by their first MIN_SECRET_LENGTH characters: a run registers a token per cell, and
+# most share a prefix (every JWT starts `eyJhbGci`), so a text is searched for a handful of prefixes and only
+# a group whose prefix it holds is searched secret by secret. Replaced, never mutated: readers take no lock.
+_groups: dict[str, frozenset[str]] = {}
 _lock = threading.Lock()
 
 
 def register_secret(secret: str) -> str:
     """Remember a secret so that `redact` replaces it anywhere; returns it for chaining."""
+    global _groups
     if len(secret) >= MIN_SECRET_LENGTH:
+        prefix = secret[:MIN_SECRET_LENGTH]
         with _lock:
-            _known.add(secret)
+            group = _groups.get(prefix, frozenset())
+            if secret not in group:
+                _groups = {**_groups, prefix: group | {secret}}
     return secret
 
 
 def redact(text: str) -> str:
-    with _lock:
-        known = sorted(_known, key=len, reverse=True)
-    for secret in known:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
+    groups = _groups
+    found = [s for prefix, group in groups.items() if prefix in text for s in group if s in text]
+    for secret in sorted(found, key=len, reverse=True):  # longest first: a secret may hold another
+        text = text.replace(secret, REDACTED)
     text = _PEM_KEY.sub(REDACTED, text)
     text = _WS_BEARER.sub(lambda m: m.group(1) + REDACTED, text)
     text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)

@@ -7,16 +7,15 @@ a stream after N bytes fails the cell whatever N is (the payload is `--payload-m
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from pathlib import Path
 
 from conformance.model import ErrorClass, Observation
-from probes.common import ProbeContext, ended_early, failed, observed, verify_digest
+from probes.common import ProbeContext, ended_early, failed, observed, random_payload, verify_digest
 
 
 async def probe_cp_upload(ctx: ProbeContext) -> Observation:
-    payload = os.urandom(ctx.payload_bytes)
+    payload = random_payload(ctx.payload_bytes)
     remote = f"up-{ctx.marker}.bin"
     with tempfile.TemporaryDirectory(prefix="conformance-cp-") as tmp:
         local = Path(tmp) / "payload.bin"

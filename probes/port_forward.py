@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import os
-
 from conformance.model import ErrorClass, Evidence, Observation
-from probes.common import ProbeContext, ended_early, failed, no_idle_probe, observed, verify_bytes
+from probes.common import ProbeContext, ended_early, failed, no_idle_probe, observed, random_payload, verify_bytes
 
 CONCURRENT = 20
 MIN_CONCURRENT_BYTES = 64 * 1024
@@ -36,13 +34,13 @@ async def _echo(ctx: ProbeContext, payloads: list[bytes], port: int) -> Observat
 
 async def probe_port_forward(ctx: ProbeContext) -> Observation:
     """The whole payload (`--payload-mib`) over one forwarded connection."""
-    return await _echo(ctx, [os.urandom(ctx.payload_bytes)], ctx.workload.port)
+    return await _echo(ctx, [random_payload(ctx.payload_bytes)], ctx.workload.port)
 
 
 async def probe_port_forward_concurrent(ctx: ProbeContext) -> Observation:
     """CONCURRENT connections at once, together the payload again (1/16 of it each, at least 64 KiB)."""
     each = max(MIN_CONCURRENT_BYTES, ctx.payload_bytes // 16)
-    return await _echo(ctx, [os.urandom(each) for _ in range(CONCURRENT)], ctx.workload.port)
+    return await _echo(ctx, [random_payload(each) for _ in range(CONCURRENT)], ctx.workload.port)
 
 
 async def probe_port_forward_idle(ctx: ProbeContext) -> Observation:

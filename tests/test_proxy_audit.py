@@ -130,3 +130,17 @@ def test_a_missing_proxy_event_is_unverified_where_the_client_may_close_late() -
     assert build_chain(None, applied).broken is not None
     late = build_chain(None, applied, late_log_possible=True)
     assert late.broken is None and late.trail.startswith("unverified:")
+
+
+def test_a_search_from_the_cells_mark_skips_older_events_with_its_marker(tmp_path: Path) -> None:
+    log = tmp_path / "proxy-audit.log"
+    log.write_text("")
+    logs = ProxyAuditLogs({"jetstack": log})
+    with open(log, "a") as f:
+        f.write(json.dumps(_event(user="earlier", marker="c55")) + "\n")
+    mark = logs.mark("jetstack")
+    assert logs.find("jetstack", ["c55"], 0.0, since=mark) is None
+    with open(log, "a") as f:
+        f.write(json.dumps(_event(user="mallory", marker="c55")) + "\n")
+    event = logs.find("jetstack", ["c55"], 0.0, since=mark)
+    assert event is not None and event["user"]["username"] == "mallory"

@@ -41,3 +41,16 @@ def test_a_www_authenticate_challenge_is_evidence_not_a_secret() -> None:
     assert redact('Bearer realm="kubernetes",scope="auth"') == 'Bearer realm="kubernetes",scope="auth"'
     assert redact("Authorization: Bearer abcdefgh12345") == "Authorization: Bearer <redacted>"
     assert redact("Bearer realmish-token-value") == "Bearer <redacted>"
+
+
+def test_thousands_of_secrets_sharing_a_prefix_are_each_found() -> None:
+    # A run registers a token per cell, most with one prefix: each must still be found, and only it.
+    secrets = [register_secret(f"shared-prefix-opaque-{i:05d}-tail") for i in range(3000)]
+    text = f"a {secrets[1234]} b {secrets[2999]} c shared-prefix-opaque-99999-tail"
+    assert redact(text) == f"a {REDACTED} b {REDACTED} c shared-prefix-opaque-99999-tail"
+
+
+def test_a_secret_holding_another_is_replaced_whole() -> None:
+    short = register_secret("nested-secret-abc")
+    long = register_secret(f"{short}-and-more-of-it")
+    assert redact(f"[{long}] [{short}]") == f"[{REDACTED}] [{REDACTED}]"

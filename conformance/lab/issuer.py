@@ -120,14 +120,28 @@ class TokenKind(enum.StrEnum):
 # --- keys and documents ----------------------------------------------------------------------------------
 
 
+# Parsed keys by file identity: parsing (with OpenSSL's key check) costs ~30 ms, and a run mints a token per
+# cell, on the event loop that runs every cell. A replaced or rewritten file has a new identity: read again.
+_KEYS: dict[tuple[str, int, int, int], rsa.RSAPrivateKey] = {}
+_KEYS_LOCK = threading.Lock()
+
+
 def load_signing_key(path: Path) -> rsa.RSAPrivateKey:
     """Load an RSA private key (PEM, unencrypted) or raise LabError naming the file."""
     try:
+        st = path.stat()
+        ident = (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+        with _KEYS_LOCK:
+            cached = _KEYS.get(ident)
+        if cached is not None:
+            return cached
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
         raise LabError(f"cannot load signing key {path}: {exc}") from exc
     if not isinstance(key, rsa.RSAPrivateKey):
         raise LabError(f"signing key {path} is not an RSA key; {SIGNING_ALGORITHM} needs one")
+    with _KEYS_LOCK:
+        _KEYS[ident] = key
     return key
 
 

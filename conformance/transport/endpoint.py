@@ -99,13 +99,16 @@ class Endpoint:
     def ssl_context(self) -> ssl.SSLContext:
         """A client context: our CA (or the system's), client certificate, ALPN http/1.1 only.
 
-        Built once per endpoint (loading CA bundles and keys costs about a millisecond per operation).
+        Built once per set of TLS material, not per endpoint: every cell has its own endpoint (its token, its
+        marker in the user agent), and loading the system's CA bundle costs tens of milliseconds.
         """
-        cached = _SSL_CONTEXTS.get(self)
+        material = (self.ca_file, self.ca_data, self.client_cert_file, self.client_key_file,
+                    self.client_cert_data, self.client_key_data, self.insecure_skip_tls_verify)
+        cached = _SSL_CONTEXTS.get(material)
         if cached is None:
             if len(_SSL_CONTEXTS) >= MAX_CACHED_SSL_CONTEXTS:
                 _SSL_CONTEXTS.clear()
-            cached = _SSL_CONTEXTS[self] = self._new_ssl_context()
+            cached = _SSL_CONTEXTS[material] = self._new_ssl_context()
         return cached
 
     def _new_ssl_context(self) -> ssl.SSLContext:
@@ -184,4 +187,4 @@ class Endpoint:
 
 # Endpoints are frozen and hashable; a bounded cache keyed by value keeps one context per endpoint.
 MAX_CACHED_SSL_CONTEXTS = 64
-_SSL_CONTEXTS: dict[Endpoint, ssl.SSLContext] = {}
+_SSL_CONTEXTS: dict[tuple[object, ...], ssl.SSLContext] = {}
