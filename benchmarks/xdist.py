@@ -12,26 +12,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from suite_run import run  # benchmarks/ is on the path: these are scripts
 
 DEFAULT_SELECTION = ["--target=jetstack", "--no-idle"]
 SLOWER_TOLERANCE = 1.05
-
-
-def run(extra: list[str], results: Path) -> tuple[float, dict[str, str]]:
-    argv = [sys.executable, "-m", "pytest", "suites/", "-q", "-p", "no:cacheprovider", f"--results={results}", *extra]
-    start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
-    seconds = time.perf_counter() - start
-    if done.returncode not in (0, 1) or not results.exists():
-        sys.exit(f"pytest {' '.join(extra)} ended with {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    cells = json.loads(results.read_text())["cells"]
-    return seconds, {"-".join(c["key"].values()): c["outcome"] for c in cells}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -213,3 +213,34 @@ def test_a_socket_dropped_under_the_client_ends_the_session_and_keeps_what_arriv
     resp = SocketGoneWSClient([[(1, b"out-1 ")], [(1, b"out-2"), (2, b"err")]])
     out, err, closed = read_until_closed(resp, 5)
     assert (out, err, closed) == (b"out-1 out-2", b"err", True)
+
+
+class NoStatusExec(ScriptedExec):
+    """A session that closed without a Status on the error channel: the kubernetes client's `returncode` then
+    fails inside its own parsing (it subscripts what it read, which is None)."""
+
+    @property
+    def returncode(self) -> int:
+        raise TypeError("'NoneType' object is not subscriptable")
+
+    @returncode.setter
+    def returncode(self, value: int) -> None:
+        pass
+
+
+def test_a_session_without_an_exit_status_is_missing_exit_status_not_a_crash(monkeypatch: object) -> None:
+    import asyncio
+
+    import conformance.adapters.python_client as pc
+    from conformance.adapters.base import Session
+    from conformance.config import Endpoint
+
+    resp = NoStatusExec("v4.channel.k8s.io")
+    resp.batches = [[(1, b"hello\n")], ["close"]]
+    monkeypatch.setattr(pc, "_api", lambda s: type("Api", (), {"connect_get_namespaced_pod_exec": None})())  # type: ignore[attr-defined]
+    monkeypatch.setattr(pc, "stream", lambda *a, **k: resp)  # type: ignore[attr-defined]
+    session = Session(endpoint=Endpoint(server="https://127.0.0.1:1"), token="t", namespace="ns", user_agent="u",
+                      timeout_s=3)
+    result = asyncio.run(pc.PythonClientAdapter().exec(session, "p", "c", ["echo", "hello"], protocol="ws-v4"))
+    assert result.error_class is ErrorClass.MISSING_EXIT_STATUS
+    assert result.stdout == b"hello\n" and result.exit_code is None
