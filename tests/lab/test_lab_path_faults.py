@@ -35,7 +35,7 @@ def _pids(state_dir: Path) -> dict[str, int]:
 
 
 def test_a_dead_path_is_reported_marked_unavailable_refused_fast_and_restarted_alone(
-    running_lab: RunningLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_property: Any
+    running_lab: RunningLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_testsuite_property: Any
 ) -> None:
     state_dir = tmp_path / "lab-faults"
     monkeypatch.setenv("CONFORMANCE_LAB_DIR", str(state_dir))
@@ -49,7 +49,7 @@ def test_a_dead_path_is_reported_marked_unavailable_refused_fast_and_restarted_a
         rows = lab.status()
         assert all(r.healthy for r in rows), [r for r in rows if not r.healthy]
         total_kib = sum(r.rss_kib for r in rows)
-        record_property("lab_rss_mib", round(total_kib / 1024, 1))
+        record_testsuite_property("lab_rss_mib", round(total_kib / 1024, 1))  # xunit2 has no case properties
         assert total_kib < MEMORY_BUDGET_KIB, {r.name: r.rss_kib for r in rows}
 
         # One path and one target die, as a crashed proxy would.
