@@ -15,8 +15,8 @@ from probes.idle import DEFAULT_IDLE_S
 
 DEFAULT_PAYLOAD_MIB = 16
 
-# One random block per process, handed out rotated by a random offset (plus fresh bytes where it is shorter
-# than asked): every session still carries its own bytes (two cells share a payload with odds of one in the
+# One random block per process (made again, larger, when a larger payload is asked for), handed out rotated
+# by a random offset: every session still carries its own bytes (two cells share a payload with odds of one in the
 # block's length), at a copy's cost instead of os.urandom's (~35 ms per 16 MiB, on the loop that runs every
 # cell; a run asks for about two thousand).
 _BLOCK: bytes = b""

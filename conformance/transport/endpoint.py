@@ -185,6 +185,6 @@ class Endpoint:
         )
 
 
-# Endpoints are frozen and hashable; a bounded cache keyed by value keeps one context per endpoint.
+# A bounded cache keyed by TLS material (CA, client certificate, verification): one context per set.
 MAX_CACHED_SSL_CONTEXTS = 64
 _SSL_CONTEXTS: dict[tuple[object, ...], ssl.SSLContext] = {}
