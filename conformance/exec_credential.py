@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.environ import environ_snapshot
 from conformance.errors import ConfigError
 from conformance.redact import redact, register_secret
 
@@ -123,7 +124,7 @@ class ExecPlugin:
             hint = self.spec.get("installHint")
             raise ExecPluginError(f"{self.where}: exec plugin {argv[0]!r} not found or not executable"
                                   + (f"; {hint.strip()}" if isinstance(hint, str) and hint.strip() else ""))
-        env = dict(os.environ)
+        env = environ_snapshot()  # not dict(os.environ): another thread may change it meanwhile
         for item in self.spec.get("env") or []:
             if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
                 raise ExecPluginError(f"{self.where}: exec.env entries must be {{name, value}}")

@@ -163,7 +163,7 @@ async def self_subject_review(
         ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx.AsyncClient(verify=ctx, timeout=timeout_s, proxy=proxy_url) as client:
+    async with httpx.AsyncClient(verify=ctx, timeout=timeout_s, proxy=proxy_url, trust_env=False) as client:
         resp = await client.post(
             f"{server}/apis/authentication.k8s.io/v1/selfsubjectreviews",
             json=body,

@@ -27,7 +27,7 @@ def _client(ctx: ProbeContext, timeout_s: float) -> httpx.AsyncClient:
     headers = {"User-Agent": ctx.session.user_agent}
     if ctx.session.token:  # a client-certificate user sends none
         headers["Authorization"] = f"Bearer {ctx.session.token}"
-    return httpx.AsyncClient(verify=verify, timeout=timeout_s, proxy=ep.proxy_url, headers=headers)
+    return httpx.AsyncClient(verify=verify, timeout=timeout_s, proxy=ep.proxy_url, headers=headers, trust_env=False)
 
 
 def _failed(evidence: Evidence, exc: Exception) -> Observation:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import re
 import secrets
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 from conformance.adapters.base import OpResult, Session
 from conformance.classify import classify_status, classify_text
 from conformance.client_races import kubectl_races
+from conformance.environ import environ_snapshot
 from conformance.lab.kubeconfigs import kubeconfig_dict, write_kubeconfig
 from conformance.model import ErrorClass, Evidence
 from conformance.redact import redact
@@ -194,9 +194,7 @@ class KubectlAdapter:
     def _env(protocol: str) -> dict[str, str]:
         """kubectl's environment: no inherited KUBECTL_* (as shipped: the version's defaults decide), the
         gates set when forced, no KUBECONFIG, no proxy variables (the path decides, never the environment)."""
-        # Read key by key: pytest sets and deletes PYTEST_CURRENT_TEST while cells run in the prefetch thread,
-        # and iterating os.environ.items() then raises KeyError.
-        snapshot = {k: v for k in list(os.environ) if (v := os.environ.get(k)) is not None}
+        snapshot = environ_snapshot()  # not os.environ itself: another thread may change it meanwhile
         env = {k: v for k, v in snapshot.items() if not k.startswith(("KUBECTL_", "KUBECONFIG"))}
         if protocol != AS_SHIPPED:
             ws = "false" if protocol == "spdy" else "true"

@@ -53,7 +53,9 @@ STDIN_CHUNK = 32 * 1024
 
 
 def _api(s: Session) -> Any:
-    conf = k8s.Configuration()
+    # proxy and no_proxy given: the client then never reads the environment's proxies (the path decides), and
+    # never iterates os.environ, which another thread may change meanwhile (conformance.environ).
+    conf = k8s.Configuration(proxy=s.endpoint.proxy_url or "", no_proxy="")
     conf.host = s.endpoint.server
     if s.token:
         conf.api_key = {"authorization": f"Bearer {s.token}"}
