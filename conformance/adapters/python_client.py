@@ -63,8 +63,6 @@ def _api(s: Session) -> Any:
         conf.cert_file, conf.key_file = s.credential.cert_file, s.credential.key_file
     conf.ssl_ca_cert = s.endpoint.ca_file
     conf.verify_ssl = not s.endpoint.insecure_skip_tls_verify
-    if s.endpoint.proxy_url:
-        conf.proxy = s.endpoint.proxy_url
     api = k8s.ApiClient(conf)
     api.user_agent = s.user_agent
     _cell_user_agent.value = s.user_agent  # this worker thread's WebSocket handshakes carry it too
